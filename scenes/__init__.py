@@ -1,0 +1,7 @@
+"""Radview scenes: dataclasses of tensors and the file formats that fill them. No Qt, no renderer."""
+
+from .errors import SceneLoadError
+from .gaussians import GaussianScene
+from .load import detect_format, formats, load_scene, save_scene
+
+__all__ = ["SceneLoadError", "GaussianScene", "load_scene", "save_scene", "detect_format", "formats"]

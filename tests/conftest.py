@@ -1,0 +1,98 @@
+"""Shared fixtures: tiny scenes built in code, cameras, the shared data folder, a GL context."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from renderer import Camera
+from scenes import GaussianScene
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("RADVIEW_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ARTIFACTS = ROOT / "test-artifacts"  # diff images of failed image tests land here
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def shared_file(rel: str) -> Path:
+    """Path of a file under ../shared/data, or skip the test saying what is missing."""
+    p = SHARED_DATA / rel
+    if not p.exists():
+        pytest.skip(f"shared test data not found: {p} (tests read real files from ../shared/data)")
+    return p
+
+
+def random_gaussians(n: int, seed: int = 0, sh_degree: int = 3, extent: float = 1.0,
+                     log_scale: float = -4.5, log_scale_std: float = 0.5) -> GaussianScene:
+    """N random Gaussians in a cube of half-size `extent`, the bench distribution by default."""
+    g = torch.Generator().manual_seed(seed)
+    k = (sh_degree + 1) ** 2
+    means = (torch.rand(n, 3, generator=g) * 2 - 1) * extent
+    quats = torch.randn(n, 4, generator=g)
+    log_scales = log_scale + log_scale_std * torch.randn(n, 3, generator=g)
+    logits = torch.randn(n, generator=g)
+    sh = torch.zeros(n, k, 3)
+    sh[:, 0] = torch.randn(n, 3, generator=g) * 0.8
+    if k > 1:
+        sh[:, 1:] = torch.randn(n, k - 1, 3, generator=g) * 0.1
+    return GaussianScene.from_raw(means, quats, log_scales, logits, sh)
+
+
+def orbit_camera(distance: float = 3.0, azimuth_deg: float = 30.0, elevation_deg: float = 20.0,
+                 width: int = 64, height: int = 48, fov_y_deg: float = 50.0,
+                 target=(0.0, 0.0, 0.0), up=(0.0, -1.0, 0.0)) -> Camera:
+    """A camera on a sphere around `target` looking at it (default world up is -Y, as in COLMAP)."""
+    az, el = math.radians(azimuth_deg), math.radians(elevation_deg)
+    up = np.asarray(up, dtype=np.float64)
+    # Build an orthonormal frame around `up` so the orbit works for any up direction.
+    a = np.array([1.0, 0, 0]) if abs(up[0]) < 0.9 else np.array([0, 0, 1.0])
+    e1 = np.cross(up, a)
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    d = math.cos(el) * (math.cos(az) * e1 + math.sin(az) * e2) + math.sin(el) * up
+    eye = np.asarray(target, dtype=np.float64) + distance * d
+    return Camera.look_at(eye, target, up, width, height, fov_y_deg)
+
+
+@pytest.fixture
+def tiny_scene() -> GaussianScene:
+    return random_gaussians(200, seed=1, sh_degree=3, log_scale=-3.0)
+
+
+@pytest.fixture(scope="session")
+def gl_ctx():
+    """A standalone EGL OpenGL 4.3+ context (Mesa llvmpipe without a GPU); skips where none can be made."""
+    moderngl = pytest.importorskip("moderngl")
+    try:
+        ctx = moderngl.create_standalone_context(backend="egl", require=430)
+    except Exception as e:  # noqa: BLE001 - any failure means "no GL here"
+        pytest.skip(f"no OpenGL 4.3 context could be created: {e}")
+    yield ctx
+    err = ctx.error
+    ctx.release()
+    assert err == "GL_NO_ERROR", f"GL error left at the end of the session: {err}"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = float(((a.float() - b.float()) ** 2).mean())
+    return float("inf") if mse == 0 else -10 * math.log10(mse)
+
+
+def save_diff(name: str, a: torch.Tensor, b: torch.Tensor) -> Path:
+    """Write a, b and |a-b| side by side to test-artifacts/NAME.png; returns the path."""
+    import imageio.v3 as iio
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    a3, b3 = (x.detach().cpu().float()[..., :3].expand(*x.shape[:2], 3) for x in (a, b))
+    diff = (a3 - b3).abs()
+    diff = diff / max(float(diff.max()), 1e-8)
+    img = torch.cat([a3, b3, diff], dim=1).clamp(0, 1).numpy()
+    p = ARTIFACTS / f"{name}.png"
+    iio.imwrite(p, (img * 255).astype(np.uint8))
+    return p
