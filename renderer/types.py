@@ -30,7 +30,7 @@ class Camera:
     T_world_camera: np.ndarray = field(default_factory=lambda: np.eye(4))  # [4,4] camera-to-world, OpenCV
     near: float = 0.01
     far: float = 1e10
-    time: float = 0.0  # seconds; read by 4D scenes
+    time: float = 0.0  # seconds: the time a camera-path key carries; renderers read RenderSettings.time
 
     def __post_init__(self):
         m = np.asarray(self.T_world_camera, dtype=np.float64)
@@ -107,7 +107,7 @@ class RenderSettings:
     sh_degree: int | None = None  # cap on the SH degree used (None: the scene's)
     antialias: str = "classic"  # "classic" (+0.3 px dilation) | "mip" (opacity compensation)
     splat_scale: float = 1.0  # multiplies every Gaussian's scales (INRIA scale_modifier)
-    time: float = 0.0  # seconds, for 4D scenes
+    time: float = 0.0  # seconds: the instant a 4D scene is sliced at
     depth_range: tuple[float, float] | None = None  # colour-map range in "depth" mode (None: auto)
     ellipsoid_sigma: float = 2.0  # "ellipsoids" mode: draw each Gaussian's sigma-ellipsoid
     point_size: float = 2.0  # "points" mode: radius in pixels

@@ -56,6 +56,9 @@ class GaussianScene:
     scales: Tensor  # [N, 3] float32, standard deviations along the local axes (exp applied)
     opacities: Tensor  # [N] float32 in [0, 1] (sigmoid applied)
     sh: Tensor  # [N, K, 3] float32, K = (D+1)^2; coefficient 0 is DC, 1..K-1 in INRIA order
+    # [N, 3, 3] float32: full 3D covariances that override quats/scales when set. Slicing a 4D
+    # Gaussian gives a covariance with no (quat, scale) factorisation worth computing per frame.
+    covars: Tensor | None = None
     up: tuple[float, float, float] | None = None  # world up direction if the file says so
     meta: dict = field(default_factory=dict)  # format, path, notes (e.g. rows dropped)
 
@@ -113,7 +116,7 @@ class GaussianScene:
         """A new scene with `fn` applied to every per-Gaussian tensor."""
         return GaussianScene(
             fn(self.means), fn(self.quats), fn(self.scales), fn(self.opacities), fn(self.sh),
-            up=self.up, meta=dict(self.meta),
+            covars=None if self.covars is None else fn(self.covars), up=self.up, meta=dict(self.meta),
         )
 
     def subset(self, index: Tensor) -> GaussianScene:
@@ -140,6 +143,8 @@ class GaussianScene:
         if self.sh.ndim != 3 or self.sh.shape[0] != n or self.sh.shape[2] != 3:
             raise ValueError(f"sh has shape {tuple(self.sh.shape)}, expected ({n}, K, 3)")
         sh_degree_from_coeffs(int(self.sh.shape[1]))
+        if self.covars is not None and tuple(self.covars.shape) != (n, 3, 3):
+            raise ValueError(f"covars has shape {tuple(self.covars.shape)}, expected ({n}, 3, 3)")
         for name in ("means", "quats", "scales", "opacities", "sh"):
             if getattr(self, name).dtype != torch.float32:
                 raise ValueError(f"{name} is {getattr(self, name).dtype}, expected float32")
