@@ -61,6 +61,10 @@ class GaussianScene:
     covars: Tensor | None = None
     up: tuple[float, float, float] | None = None  # world up direction if the file says so
     meta: dict = field(default_factory=dict)  # format, path, notes (e.g. rows dropped)
+    # The raw parameters this scene was activated from (set by from_raw), so that raw() and the
+    # writers reproduce a file bit for bit: exp/log and sigmoid/logit do not round-trip in float32.
+    # Treat scenes as immutable: change tensors by making a new scene (map, subset, from_raw).
+    raw_cache: dict | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
@@ -85,10 +89,15 @@ class GaussianScene:
     ) -> GaussianScene:
         """Activate raw parameters (exp, sigmoid, normalize) into a scene."""
         q = torch.nn.functional.normalize(quats, dim=-1)
-        return cls(means, q, torch.exp(log_scales), torch.sigmoid(opacity_logits), sh, **kw)
+        cache = {"means": means, "quats": quats, "log_scales": log_scales,
+                 "opacity_logits": opacity_logits, "sh": sh}
+        return cls(means, q, torch.exp(log_scales), torch.sigmoid(opacity_logits), sh,
+                   raw_cache=cache, **kw)
 
     def raw(self) -> dict[str, Tensor]:
         """Pre-activation parameters: means, quats, log_scales [N,3], opacity_logits [N], sh."""
+        if self.raw_cache is not None:
+            return dict(self.raw_cache)
         eps = 1e-7
         op = self.opacities.clamp(eps, 1 - eps)
         return {
@@ -117,6 +126,7 @@ class GaussianScene:
         return GaussianScene(
             fn(self.means), fn(self.quats), fn(self.scales), fn(self.opacities), fn(self.sh),
             covars=None if self.covars is None else fn(self.covars), up=self.up, meta=dict(self.meta),
+            raw_cache=None if self.raw_cache is None else {k: fn(v) for k, v in self.raw_cache.items()},
         )
 
     def subset(self, index: Tensor) -> GaussianScene:
