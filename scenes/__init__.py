@@ -3,5 +3,6 @@
 from .errors import SceneLoadError
 from .gaussians import GaussianScene
 from .load import detect_format, formats, load_scene, save_scene
+from .voxels import VoxelGridScene as VoxelGridScene  # re-export (kind "voxels")
 
 __all__ = ["SceneLoadError", "GaussianScene", "load_scene", "save_scene", "detect_format", "formats"]

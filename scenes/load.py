@@ -141,16 +141,21 @@ def format_for_output(path: str | os.PathLike, format: str | None = None) -> For
     return cands[0]
 
 
+def _default_writer(scene, path: Path) -> str | None:
+    """`.ply` is shared by several flavours: pick the one for the scene's kind."""
+    if path.suffix.lower() != ".ply" or path.name.lower().endswith(".compressed.ply"):
+        return None
+    return {"gaussians": "ply_3dgs", "gaussians4d": "ply_4d", "convex": "ply_convex"}.get(
+        getattr(scene, "kind", ""))
+
+
 def save_scene(scene, path: str | os.PathLike, format: str | None = None, **opts) -> dict:
     """Write a scene. `format` picks the writer (default: by extension; `.ply` is INRIA 3DGS).
 
     Returns a report dict; lossy writers put the error they introduced there
     (e.g. {"max_position_error": 1e-4}).
     """
-    spec = format_for_output(path, format or ("ply_3dgs" if Path(path).suffix.lower() == ".ply"
-                                              and getattr(scene, "kind", "") == "gaussians"
-                                              and not str(path).lower().endswith(".compressed.ply")
-                                              else None))
+    spec = format_for_output(path, format or _default_writer(scene, Path(path)))
     if getattr(scene, "kind", None) not in spec.kinds:
         raise ValueError(f"the {spec.name} writer cannot store a {getattr(scene, 'kind', '?')} scene")
     report = spec.write(scene, Path(path), **opts)

@@ -106,7 +106,7 @@ def morton_order(means: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-def pack_smallest_three(quats: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def pack_smallest_three(quats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Smallest-three quaternion code: ([N] index of the largest |component|, [N,3] unorm in [0,1]).
 
     quats [N,4] unit wxyz; the sign is flipped so the dropped component is positive. The three
@@ -116,7 +116,6 @@ def pack_smallest_three(quats: np.ndarray, bits: int) -> tuple[np.ndarray, np.nd
     rows = np.arange(len(quats))
     q = quats * np.where(quats[rows, largest] < 0, -1.0, 1.0)[:, None]
     others = q[rows[:, None], _OTHER_SLOTS[largest]]
-    del bits
     return largest, np.clip(others * math.sqrt(2) * 0.5 + 0.5, 0.0, 1.0)
 
 
@@ -292,7 +291,7 @@ def write(scene: GaussianScene, path: Path, **opts) -> dict:
 
     packed_position = pack111011(_normalize(means, pmin, pmax, ci))
     packed_scale = pack111011(_normalize(log_scales, smin, smax, ci))
-    largest, others = pack_smallest_three(quats, 10)
+    largest, others = pack_smallest_three(quats)
     packed_rotation = (largest.astype(np.uint32) << np.uint32(30)) | (_quantize(others[:, 0], 10) << np.uint32(20)) \
         | (_quantize(others[:, 1], 10) << np.uint32(10)) | _quantize(others[:, 2], 10)
     c = _normalize(colors, cmin, cmax, ci)
@@ -313,7 +312,6 @@ def write(scene: GaussianScene, path: Path, **opts) -> dict:
         chunk_cols[f"min_{cc}"] = cmin[:, j].astype(f32)
     for j, cc in enumerate("rgb"):
         chunk_cols[f"max_{cc}"] = cmax[:, j].astype(f32)
-    # The decoder lerps between the float32 bounds: make sure they still enclose the values.
     elements = [("chunk", chunk_cols),
                 ("vertex", {"packed_position": packed_position, "packed_rotation": packed_rotation,
                             "packed_scale": packed_scale, "packed_color": packed_color})]

@@ -1,0 +1,437 @@
+"""The central QOpenGLWidget: owns the GL context, turns input into camera moves, presents frames.
+
+The GL backend renders into a texture in the widget's own context (no read-back); a torch frame is
+uploaded to a texture first. Either texture is drawn into the widget's framebuffer with a
+fullscreen triangle. While the camera moves, frames are rendered at a reduced resolution chosen
+to hold INTERACTIVE_FPS; 200 ms after the last move one full-resolution frame follows.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer, Signal
+from PySide6.QtGui import QSurfaceFormat
+from PySide6.QtOpenGLWidgets import QOpenGLWidget
+from PySide6.QtWidgets import QLabel
+
+from .messages import FrameRendered, StatusMessage
+from .session import Session
+
+INTERACTIVE_FPS = 20.0  # target while moving; above the 15 FPS the issue asks for, for headroom
+IDLE_MS = 200  # camera at rest this long -> render at full resolution
+MIN_SCALE = 0.2  # lowest fraction of the widget's resolution used while moving
+ORBIT_RAD_PER_PX = 0.006
+ROLL_RAD_PER_S = math.radians(60)
+FLY_TICK_MS = 16
+FAST_FACTOR = 4.0  # Shift while flying
+WHEEL_STEP = 0.85  # distance factor per wheel notch (120 units)
+
+KEY_BINDINGS = [
+    ("Left drag", "orbit around the target"),
+    ("Right or middle drag, Shift + left drag", "pan"),
+    ("Wheel", "zoom towards the target"),
+    ("W / S", "fly forward / back"),
+    ("A / D", "fly left / right"),
+    ("E / Q", "fly up / down (world up)"),
+    ("Shift (with W/A/S/D/Q/E)", "fly faster"),
+    ("Z / C", "roll left / right"),
+    ("F", "frame the scene (keep the view direction)"),
+    ("R or Home", "reset the camera (default direction, no roll)"),
+]
+
+_BLIT_VS = """
+#version 330
+out vec2 uv;
+void main() {
+    // One triangle that covers the screen: vertices (-1,-1), (3,-1), (-1,3).
+    vec2 p = vec2(float((gl_VertexID & 1) << 2) - 1.0, float((gl_VertexID & 2) << 1) - 1.0);
+    uv = p * 0.5 + 0.5;
+    gl_Position = vec4(p, 0.0, 1.0);
+}
+"""
+_BLIT_FS = """
+#version 330
+uniform sampler2D image;
+in vec2 uv;
+out vec4 color;
+void main() {
+    // Texture row 0 is the image's top row (frames are stored y-down); GL's t=0 is the bottom.
+    color = vec4(texture(image, vec2(uv.x, 1.0 - uv.y)).rgb, 1.0);
+}
+"""
+
+_FLY_KEYS = {
+    Qt.Key_W: (0, 0, 1), Qt.Key_S: (0, 0, -1), Qt.Key_A: (-1, 0, 0), Qt.Key_D: (1, 0, 0),
+    Qt.Key_E: (0, 1, 0), Qt.Key_Q: (0, -1, 0),
+}
+_ROLL_KEYS = {Qt.Key_Z: -1.0, Qt.Key_C: 1.0}
+
+
+def surface_format() -> QSurfaceFormat:
+    """OpenGL 4.3 core (compute shaders); set as the default before the QApplication exists."""
+    fmt = QSurfaceFormat()
+    fmt.setVersion(4, 3)
+    fmt.setProfile(QSurfaceFormat.OpenGLContextProfile.CoreProfile)
+    fmt.setDepthBufferSize(0)
+    fmt.setSwapInterval(0)  # do not wait for vsync: the renderer is the bottleneck
+    return fmt
+
+
+def torch_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Viewport(QOpenGLWidget):
+    """Shows the session's scene through its camera; mouse and keys move the camera."""
+
+    frame_presented = Signal(object)  # FrameRendered
+
+    def __init__(self, session: Session, parent=None):
+        super().__init__(parent)
+        self.setFormat(surface_format())
+        self.session = session
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 120)
+        self.setAcceptDrops(False)  # the main window takes drops
+        self.ctx = None  # moderngl context wrapping Qt's
+        self.gl_error: str | None = None  # why the GL backend is unavailable, once known
+        self._renderers: dict[str, object] = {}
+        self._blit = self._vao = self._upload_tex = None
+        self.interactive = False  # True while the camera moves: reduced resolution
+        self.adaptive = True  # lower the resolution while moving (View menu)
+        self.scale = 0.5  # fraction of the widget's resolution used while moving
+        self.last_frame: FrameRendered | None = None
+        self.frames_presented = 0
+
+        self._idle = QTimer(self, singleShot=True, interval=IDLE_MS)
+        self._idle.timeout.connect(self._on_idle)
+        self._fly = QTimer(self, interval=FLY_TICK_MS)
+        self._fly.timeout.connect(self._fly_tick)
+        self._fly_clock = QElapsedTimer()
+        self._keys: set[int] = set()
+        self._fast = False
+        self._drag_pos = None
+        self._drag_mode = None
+
+        self.hint = QLabel("Drop a scene file here, or use File > Open", self)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setStyleSheet("color: #bbb; background: transparent; font-size: 14px;")
+        self.hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+        session.scene_changed.connect(self._on_scene_changed)
+        session.camera_changed.connect(self.update)
+        session.settings_changed.connect(self.update)
+        self._on_scene_changed()
+
+    # --- GL lifecycle ---------------------------------------------------------------------------
+
+    def initializeGL(self):
+        import moderngl
+
+        self._renderers.clear()
+        try:
+            self.ctx = moderngl.create_context()
+        except Exception as e:  # noqa: BLE001
+            self.ctx = None
+            self.gl_error = f"no OpenGL context for the viewport: {e}"
+            self._notice(self.gl_error)
+            return
+        if self.ctx.version_code < 430:
+            self.gl_error = (f"OpenGL {self.ctx.version_code / 100:.1f} has no compute shaders "
+                             "(4.3 needed); using the torch backend")
+            self._use_torch_instead()
+        self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
+        self._vao = self.ctx.vertex_array(self._blit, [])
+        self._upload_tex = None
+        ctx_q = self.context()
+        if ctx_q is not None:
+            ctx_q.aboutToBeDestroyed.connect(self._release_gl)
+
+    def _release_gl(self):
+        """Qt is about to destroy the context: free our GL objects while it can still be made current."""
+        if self.ctx is None:
+            return
+        self.makeCurrent()
+        try:
+            for r in self._renderers.values():
+                release = getattr(r, "release", None)
+                if callable(release):
+                    release()
+            for obj in (self._upload_tex, self._vao, self._blit):
+                if obj is not None:
+                    obj.release()
+        except Exception:  # noqa: BLE001 - tearing down; nothing to report to
+            pass
+        self._renderers.clear()
+        self._upload_tex = self._vao = self._blit = None
+        self.ctx = None
+        self.doneCurrent()
+
+    def renderer(self, name: str):
+        """The backend object for `name`, made on first use (the GL one in this widget's context)."""
+        if name not in self._renderers:
+            from renderer import get_renderer
+
+            if name == "gl":
+                self._renderers[name] = get_renderer("gl", ctx=self.ctx)
+            else:
+                self._renderers[name] = get_renderer("torch", device=torch_device())
+        return self._renderers[name]
+
+    def _use_torch_instead(self):
+        if self.session.backend == "gl":
+            self.session.backend = "torch"  # no settings_changed: we are inside paint/initialize
+            QTimer.singleShot(0, self.session.settings_changed.emit)
+        self._notice(self.gl_error or "GL backend unavailable; using torch", warning=True)
+
+    def _notice(self, text: str, warning: bool = True):
+        self.session.message.emit(StatusMessage(text, timeout_ms=10000, warning=warning))
+
+    # --- painting -------------------------------------------------------------------------------
+
+    def physical_size(self) -> tuple[int, int]:
+        dpr = self.devicePixelRatioF()
+        return max(1, round(self.width() * dpr)), max(1, round(self.height() * dpr))
+
+    def render_size(self) -> tuple[int, int]:
+        w, h = self.physical_size()
+        if self.interactive and self.adaptive and self.scale < 1.0:
+            return max(16, round(w * self.scale)), max(16, round(h * self.scale))
+        return w, h
+
+    def paintGL(self):
+        if self.ctx is None:
+            return
+        t0 = time.perf_counter()
+        W, H = self.physical_size()
+        fbo = self.ctx.detect_framebuffer(self.defaultFramebufferObject())
+        fbo.use()
+        fbo.viewport = (0, 0, W, H)
+        bg = self.session.settings.background
+        scene = self.session.scene
+        if scene is None:
+            fbo.clear(*bg, 1.0)
+            return
+        backend = self.session.backend
+        if backend == "gl" and self.gl_error:
+            backend = "torch"
+        w, h = self.render_size()
+        cam = self.session.camera(W, H)
+        if (w, h) != (W, H):
+            cam = cam.scaled(w, h)
+        settings = self.session.settings
+        try:
+            tex, stats = self._draw(backend, scene, cam, settings)
+        except ValueError as e:
+            fbo.use()
+            fbo.clear(*bg, 1.0)
+            if settings.mode != "rgb":
+                QTimer.singleShot(0, lambda r=str(e): self.session.mode_refused(r))
+            else:
+                self._notice(f"{backend} backend: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - a renderer failure must not reach the event loop
+            fbo.use()
+            fbo.clear(*bg, 1.0)
+            if backend == "gl" and "gl" not in self._renderers:
+                # The GL backend could not even be built here: remember why and fall back.
+                self.gl_error = f"GL backend unavailable ({type(e).__name__}: {e}); using torch"
+                self._use_torch_instead()
+                self.update()
+            else:
+                self._notice(f"{backend} render failed: {type(e).__name__}: {e}")
+            return
+        fbo.use()
+        fbo.viewport = (0, 0, W, H)
+        self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.BLEND | self.ctx.CULL_FACE)
+        tex.filter = (self.ctx.LINEAR, self.ctx.LINEAR)
+        tex.use(0)
+        self._blit["image"] = 0
+        self._vao.render(self.ctx.TRIANGLES, vertices=3)
+        self.ctx.finish()  # honest frame times (the adaptive resolution depends on them)
+        ms = (time.perf_counter() - t0) * 1e3
+        self._after_frame(FrameRendered(backend=backend, width=w, height=h, interactive=self.interactive,
+                                        frame_ms=ms, stages_ms=dict(stats.stages_ms),
+                                        counters=dict(stats.counters)))
+
+    def _draw(self, backend: str, scene, cam, settings):
+        """Render with `backend`; returns (moderngl texture holding the image, FrameStats)."""
+        r = self.renderer(backend)
+        if backend == "gl":
+            return r.draw(scene, cam, settings)
+        with torch.no_grad():
+            frame = r.render(scene, cam, settings)
+        rgb = frame.rgb.detach().float().clamp(0, 1).cpu().numpy()
+        t = self._upload_tex
+        if t is None or t.size != (frame.width, frame.height):
+            if t is not None:
+                t.release()
+            t = self._upload_tex = self.ctx.texture((frame.width, frame.height), 3, dtype="f4")
+        t.write(np.ascontiguousarray(rgb, dtype=np.float32))
+        return t, frame.stats
+
+    def _after_frame(self, msg: FrameRendered):
+        self.last_frame = msg
+        self.frames_presented += 1
+        if self.adaptive:
+            budget = 1000.0 / INTERACTIVE_FPS
+            # Time grows with pixels, i.e. with scale squared: aim the next moving frame at the budget.
+            # Measured frames at full size (resting) set the starting point for the next move.
+            cur = self.scale if msg.interactive else 1.0
+            want = cur * math.sqrt(budget / max(msg.frame_ms, 1e-3))
+            if msg.interactive:
+                want = 0.5 * self.scale + 0.5 * want  # smooth: frame times are noisy
+            self.scale = float(min(1.0, max(MIN_SCALE, want)))
+        self.frame_presented.emit(msg)
+        self.session.message.emit(msg)
+
+    # --- state changes --------------------------------------------------------------------------
+
+    def _on_scene_changed(self):
+        self.hint.setVisible(self.session.scene is None)
+        self.update()
+
+    def resizeEvent(self, e):
+        super().resizeEvent(e)
+        self.hint.setGeometry(0, 0, self.width(), self.height())
+        if self.height() > 0:
+            self.session.aspect = self.width() / self.height()
+
+    def camera_moved(self):
+        """Mark the camera as moving: reduced resolution until it rests for IDLE_MS."""
+        self.interactive = True
+        self._idle.start()
+        self.update()
+
+    def _on_idle(self):
+        self.interactive = False
+        self.update()
+
+    def _move(self, rig):
+        if rig is None:
+            return
+        self.session.set_rig(rig)
+        self.camera_moved()
+
+    # --- mouse ----------------------------------------------------------------------------------
+
+    def mousePressEvent(self, e):
+        self.setFocus()
+        b = e.button()
+        if b == Qt.MouseButton.LeftButton:
+            shift = bool(e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+            self._drag_mode = "pan" if shift else "orbit"
+        elif b in (Qt.MouseButton.RightButton, Qt.MouseButton.MiddleButton):
+            self._drag_mode = "pan"
+        else:
+            return
+        self._drag_pos = e.position()
+        e.accept()
+
+    def mouseMoveEvent(self, e):
+        if self._drag_pos is None or self.session.rig is None:
+            return
+        p = e.position()
+        dx, dy = p.x() - self._drag_pos.x(), p.y() - self._drag_pos.y()
+        self._drag_pos = p
+        self.drag(dx, dy, self._drag_mode)
+        e.accept()
+
+    def drag(self, dx: float, dy: float, mode: str = "orbit"):
+        """Apply a mouse drag of (dx, dy) widget pixels: the scene follows the cursor."""
+        rig = self.session.rig
+        if rig is None:
+            return
+        if mode == "orbit":
+            self._move(rig.orbit(-dx * ORBIT_RAD_PER_PX, dy * ORBIT_RAD_PER_PX))
+        else:
+            self._move(rig.pan(dx, dy, max(self.height(), 1), self.session.fov_y_deg))
+
+    def mouseReleaseEvent(self, e):
+        self._drag_pos = None
+        self._drag_mode = None
+
+    def wheelEvent(self, e):
+        rig = self.session.rig
+        notches = e.angleDelta().y() / 120.0
+        if rig is not None and notches:
+            self._move(rig.zoom(WHEEL_STEP ** notches))
+        e.accept()
+
+    # --- keys -----------------------------------------------------------------------------------
+
+    def keyPressEvent(self, e):
+        k = e.key()
+        self._fast = bool(e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if k in _FLY_KEYS or k in _ROLL_KEYS:
+            if not e.isAutoRepeat():
+                self._keys.add(k)
+                self._step_keys(1.0 / 30.0)  # a tap moves too, not only a held key
+                if not self._fly.isActive():
+                    self._fly_clock.start()
+                    self._fly.start()
+            e.accept()
+        elif k == Qt.Key_F:
+            self.session.frame_scene()
+            self.camera_moved()
+        elif k in (Qt.Key_R, Qt.Key_Home):
+            self.session.reset_camera()
+            self.camera_moved()
+        else:
+            super().keyPressEvent(e)
+
+    def keyReleaseEvent(self, e):
+        if e.isAutoRepeat():
+            return
+        self._keys.discard(e.key())
+        self._fast = bool(e.modifiers() & Qt.KeyboardModifier.ShiftModifier)
+        if not self._keys:
+            self._fly.stop()
+
+    def focusOutEvent(self, e):
+        self._keys.clear()  # a release we never see must not leave the camera flying
+        self._fly.stop()
+        super().focusOutEvent(e)
+
+    def _fly_tick(self):
+        dt = min(self._fly_clock.restart() / 1000.0, 0.1)
+        self._step_keys(dt)
+
+    def _step_keys(self, dt: float):
+        rig = self.session.rig
+        if rig is None or not self._keys or self.session.bounds is None:
+            return
+        from .navigation import fly_speed
+
+        v = fly_speed(self.session.bounds) * dt * (FAST_FACTOR if self._fast else 1.0)
+        move = np.zeros(3)
+        roll = 0.0
+        for k in self._keys:
+            move += _FLY_KEYS.get(k, (0, 0, 0))
+            roll += _ROLL_KEYS.get(k, 0.0)
+        if move.any():
+            rig = rig.fly(right=move[0] * v, up=move[1] * v, forward=move[2] * v)
+        if roll:
+            rig = rig.roll(roll * ROLL_RAD_PER_S * dt)
+        self._move(rig)
+
+    # --- stills ---------------------------------------------------------------------------------
+
+    def render_still(self, width: int | None = None, height: int | None = None):
+        """A Frame of the current view at full (or the given) resolution, read back to the CPU."""
+        if self.session.scene is None:
+            raise RuntimeError("no scene is open")
+        W, H = self.physical_size()
+        width, height = width or W, height or H
+        cam = self.session.camera(width, height)
+        backend = "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
+        self.makeCurrent()
+        try:
+            with torch.no_grad():
+                return self.renderer(backend).render(self.session.scene, cam, self.session.settings)
+        finally:
+            self.doneCurrent()

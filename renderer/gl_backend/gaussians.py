@@ -1,0 +1,313 @@
+"""The 3DGS compute pipeline: project + SH colour, depth sort, tile binning, per-tile blend.
+
+Stages (shaders/ in brackets):
+    project  [gs_project.comp]  one invocation per Gaussian: EWA projection, culling, radius, tile
+                                rectangle, SH colour, sort key (view z bits; culled -> 0xFFFFFFFF)
+    sort     [radix.comp, scan.comp]  stable radix sort of (key, index), or numpy on the CPU
+    bin      [bin.comp, scan.comp]    depth-sorted Gaussians bucketed stably into tiles; each pair's
+                                record is copied into RGBA32F textures
+    blend    [gs_blend.comp]    one work group per 16x16 tile, front to back, into an RGBA32F image
+    readback                    (render only) the image and depth to torch tensors
+
+Same forward model as renderer/torch_backend (project.py, tiles.py, rasterize.py, gaussians.py).
+Scene buffers are uploaded once per scene (keyed by identity, length and the tensors' in-place
+version counters); changing the camera only changes uniforms.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+
+import numpy as np
+import torch
+
+from .. import colormap
+from ..profiling import StageTimer, release_query_pool
+from ..types import Camera, Frame, FrameStats, RenderSettings
+from .context import check_error, debug_enabled, is_software
+from .shaders import compute_shader
+from .sort import GROUP, Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+
+TILE = 16
+PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
+MAX_BIN_HIST = 1 << 21  # tiles x chunks counters in the binning histogram (8 MiB)
+MODES = {"rgb": 0, "depth": 1, "alpha": 2}
+
+
+def _scene_key(scene) -> tuple:
+    tensors = [scene.means, scene.quats, scene.scales, scene.opacities, scene.sh]
+    if scene.covars is not None:
+        tensors.append(scene.covars)
+    return (id(scene), len(scene), tuple(int(t._version) for t in tensors),
+            tuple(t.data_ptr() for t in tensors))
+
+
+class _SceneBuffers:
+    """A scene's per-Gaussian data on the GPU: geom (3 vec4 per Gaussian) and SH coefficients."""
+
+    def __init__(self, ctx, scene):
+        n = len(scene)
+        self.n = n
+        self.k = int(scene.sh.shape[1])
+        self.degree = scene.sh_degree
+        self.has_covars = scene.covars is not None
+        geom = np.zeros((n, 3, 4), dtype=np.float32)
+        with torch.no_grad():
+            geom[:, 0, :3] = scene.means.detach().float().cpu().numpy()
+            geom[:, 0, 3] = scene.opacities.detach().float().cpu().numpy()
+            if self.has_covars:
+                c = scene.covars.detach().float().cpu().numpy().reshape(n, 9)
+                geom[:, 1] = c[:, [0, 1, 2, 4]]
+                geom[:, 2, :2] = c[:, [5, 8]]
+            else:
+                geom[:, 1] = scene.quats.detach().float().cpu().numpy()
+                geom[:, 2, :3] = scene.scales.detach().float().cpu().numpy()
+            sh = np.ascontiguousarray(scene.sh.detach().float().cpu().numpy())
+        # Non-finite rows would poison the sort; move them behind any camera (NaN fails z >= near).
+        bad = ~np.isfinite(geom.reshape(n, -1)).all(axis=1) | ~np.isfinite(sh.reshape(n, -1)).all(axis=1)
+        if bad.any():
+            geom[bad] = 0.0
+            geom[bad, 0, :3] = np.nan
+            sh[bad] = 0.0
+        self.geom = ctx.buffer(geom.tobytes() if n else b"\0" * 48)
+        self.sh = ctx.buffer(sh.tobytes() if n else b"\0" * 16)
+        self.bounds = scene.bounds()
+        self.key = _scene_key(scene)
+        self.ref = weakref.ref(scene)
+
+    @property
+    def nbytes(self) -> int:
+        return self.geom.size + self.sh.size
+
+    def release(self) -> None:
+        self.geom.release()
+        self.sh.release()
+
+
+class GaussianPipeline:
+    """Renders GaussianScenes on one moderngl context; holds scene buffers and scratch space.
+
+    sort: "gpu" (radix sort in compute), "cpu" (numpy argsort of the read-back keys) or "auto"
+    (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
+    """
+
+    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", pixels_per_thread: int = 4):
+        if sort not in ("auto", "gpu", "cpu"):
+            raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
+        self.ctx = ctx
+        self.sort = "gpu" if sort == "auto" else sort
+        self.timing = timing
+        self.ppt = pixels_per_thread
+        self.software = is_software(ctx)
+        self.scene: _SceneBuffers | None = None
+        self.scratch = Scratch(ctx)
+        self.textures: dict[str, object] = {}
+        self.queries: dict = {}
+
+    # ---- resources -------------------------------------------------------------------------
+    def _scene_buffers(self, scene) -> _SceneBuffers:
+        key = _scene_key(scene)
+        if self.scene is not None and self.scene.key == key and self.scene.ref() is scene:
+            return self.scene
+        self.release_scene()
+        self.scene = _SceneBuffers(self.ctx, scene)
+        return self.scene
+
+    def release_scene(self) -> None:
+        """Free the current scene's buffers and the scratch space sized by it."""
+        if self.scene is not None:
+            self.scene.release()
+            self.scene = None
+        self.scratch.release()
+        for name in [k for k in self.textures if k.startswith("pair")]:
+            self.textures.pop(name).release()
+
+    def _texture(self, name: str, size: tuple[int, int], components: int):
+        tex = self.textures.get(name)
+        if tex is not None and tex.size == size and tex.components == components:
+            return tex
+        if tex is not None:
+            tex.release()
+        tex = self.ctx.texture(size, components, dtype="f4")
+        tex.filter = (self.ctx.NEAREST if hasattr(self.ctx, "NEAREST") else 0x2600,) * 2
+        self.textures[name] = tex
+        return tex
+
+    def _pair_textures(self, n_pairs: int) -> list:
+        rows = max(1, (n_pairs + PAIR_TEX_W - 1) // PAIR_TEX_W)
+        cur = self.textures.get("pair0")
+        if cur is None or cur.height < rows:
+            rows = rows if cur is None else max(rows, int(cur.height * 1.5))
+            return [self._texture(f"pair{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
+        return [self.textures[f"pair{i}"] for i in range(3)]
+
+    def resource_stats(self) -> dict:
+        """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
+        tex_bytes = sum(t.width * t.height * t.components * 4 for t in self.textures.values())
+        scene_bytes = self.scene.nbytes if self.scene else 0
+        n_obj = self.scratch.count + len(self.textures) + (2 if self.scene else 0) + len(self.queries)
+        return {"objects": n_obj, "bytes": self.scratch.nbytes + tex_bytes + scene_bytes}
+
+    def release(self) -> None:
+        self.release_scene()
+        for t in self.textures.values():
+            t.release()
+        self.textures.clear()
+        release_query_pool(self.queries)
+
+    # ---- the frame -------------------------------------------------------------------------
+    def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False):
+        """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None)."""
+        if settings.mode not in MODES:
+            raise ValueError(f"mode {settings.mode!r} is not supported by the GL Gaussian pipeline "
+                             f"(use one of {', '.join(MODES)})")
+        if settings.antialias not in ("classic", "mip"):
+            raise ValueError(f"antialias must be 'classic' or 'mip', got {settings.antialias!r}")
+        ctx = self.ctx
+        debug = debug_enabled()
+        timer = StageTimer(ctx, self.timing, self.queries)
+        W, H = int(camera.width), int(camera.height)
+        tiles_x, tiles_y = (W + TILE - 1) // TILE, (H + TILE - 1) // TILE
+        num_tiles = tiles_x * tiles_y
+        out_rgba = self._texture("out_rgba", (W, H), 4)
+        out_depth = self._texture("out_depth", (W, H), 1)
+        counters_np = np.zeros(4, dtype=np.uint32)
+        stage = "upload"
+
+        def checkpoint(name):
+            if debug:
+                check_error(ctx, name)
+
+        t0 = time.perf_counter()
+        sb = self._scene_buffers(scene)
+        upload_ms = (time.perf_counter() - t0) * 1e3
+        n = sb.n
+        counters = self.scratch.get("counters", 16)
+        counters.write(counters_np.tobytes())
+        n_vis = n_pairs = 0
+        chunks = 1
+        hist = self.scratch.get("bin_hist", 4 * max(num_tiles, 1))
+        try:
+            if n > 0:
+                stage = "project"
+                with timer.stage("project"):
+                    proj = self.scratch.get("proj", 48 * n)
+                    rects = self.scratch.get("rects", 8 * n)
+                    keys = self.scratch.get("keys", 4 * n)
+                    vals = self.scratch.get("vals", 4 * n)
+                    cs = compute_shader(ctx, "gs_project.comp", {"HAS_COVARS": 1} if sb.has_covars else None)
+                    for i, b in enumerate((sb.geom, sb.sh, proj, rects, keys, vals, counters)):
+                        b.bind_to_storage_buffer(i)
+                    view = camera.T_camera_world.astype(np.float32)
+                    degree = sb.degree if settings.sh_degree is None else max(0, min(settings.sh_degree, sb.degree))
+                    set_uniforms(
+                        cs, n=n, view_rot=tuple(view[:3, :3].T.flatten()), view_trans=tuple(view[:3, 3]),
+                        cam_pos=tuple(camera.position.astype(np.float32)),
+                        intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy), image_size=(W, H),
+                        tiles=(tiles_x, tiles_y), near_far=(camera.near, min(camera.far, 3e38)),
+                        splat_scale=float(settings.splat_scale), mip=int(settings.antialias == "mip"),
+                        sh_k=sb.k, sh_degree=degree)
+                    cs.run(groups(n, 128))
+                    ctx.memory_barrier()
+                    n_vis = int(np.frombuffer(counters.read(4), dtype=np.uint32)[0])
+                checkpoint("project")
+
+                stage = "sort"
+                with timer.stage("sort"):
+                    if n_vis > 0:
+                        keys, vals = self._sort(keys, vals, n)
+                checkpoint("sort")
+
+                stage = "bin"
+                with timer.stage("bin"):
+                    if n_vis > 0:
+                        chunks = max(1, min(groups(n_vis, 64), MAX_BIN_HIST // max(num_tiles, 1)))
+                        chunk = (n_vis + chunks - 1) // chunks
+                        chunks = (n_vis + chunk - 1) // chunk
+                        m = num_tiles * chunks
+                        hist = self.scratch.get("bin_hist", 4 * m)
+                        for i, b in enumerate((keys, vals, rects, proj, hist)):
+                            b.bind_to_storage_buffer(i)
+                        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles,
+                                   tiles_x=tiles_x)
+                        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
+                        set_uniforms(cs, **uni)
+                        cs.run(groups(chunks))
+                        ctx.memory_barrier()
+                        exclusive_scan(ctx, self.scratch, hist, m)
+                        n_pairs = scan_total(self.scratch, m)
+                        pairs = self._pair_textures(n_pairs)
+                        for i, b in enumerate((keys, vals, rects, proj, hist)):
+                            b.bind_to_storage_buffer(i)
+                        for i, t in enumerate(pairs):
+                            t.bind_to_image(i, read=False, write=True)
+                        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
+                        set_uniforms(cs, **uni)
+                        cs.run(groups(chunks))
+                        ctx.memory_barrier()
+                checkpoint("bin")
+
+            stage = "blend"
+            with timer.stage("blend"):
+                if n_pairs == 0:
+                    # Nothing on screen: every tile's range is empty.
+                    chunks = 1
+                    hist = self.scratch.get("bin_hist", 4 * num_tiles)
+                    hist.clear()
+                pairs = self._pair_textures(max(n_pairs, 1))
+                cs = compute_shader(ctx, "gs_blend.comp", {"PPT": self.ppt})
+                hist.bind_to_storage_buffer(0)
+                counters.bind_to_storage_buffer(1)
+                for i, t in enumerate(pairs):
+                    t.use(location=i)
+                out_rgba.bind_to_image(0, read=False, write=True)
+                out_depth.bind_to_image(1, read=False, write=True)
+                rng = (0.0, 1.0)
+                if settings.mode == "depth":
+                    rng = settings.depth_range or colormap.auto_depth_range(sb.bounds, camera.T_camera_world,
+                                                                           camera.near)
+                set_uniforms(cs, pair0=0, pair1=1, pair2=2, image_size=(W, H), tiles_x=tiles_x,
+                             num_chunks=chunks, background=tuple(float(c) for c in settings.background),
+                             mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
+                cs.run(tiles_x, tiles_y)
+                ctx.memory_barrier()
+            checkpoint("blend")
+
+            arrays = None
+            if readback:
+                stage = "readback"
+                with timer.stage("readback"):
+                    rgba = np.frombuffer(out_rgba.read(), dtype=np.float32).reshape(H, W, 4)
+                    depth = np.frombuffer(out_depth.read(), dtype=np.float32).reshape(H, W, 1)
+                    arrays = (rgba, depth)
+                checkpoint("readback")
+            counters_np = np.frombuffer(counters.read(8), dtype=np.uint32)
+        except Exception:
+            # Name the stage in any GL error raised alongside a failure.
+            check_error(ctx, stage)
+            raise
+        check_error(ctx, f"frame (last stage: {stage})")
+        stats = FrameStats(stages_ms=timer.results(), backend="gl", counters={
+            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1])})
+        if upload_ms > 1.0:
+            stats.stages_ms["upload"] = upload_ms
+        return out_rgba, out_depth, stats, arrays
+
+    def _sort(self, keys, vals, n: int):
+        if self.sort == "cpu":
+            k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
+            order = np.argsort(k, kind="stable").astype(np.uint32)
+            keys.write(k[order].tobytes())
+            vals.write(order.tobytes())
+            return keys, vals
+        return radix_sort(self.ctx, self.scratch, keys, vals, n)
+
+    def render(self, scene, camera: Camera, settings: RenderSettings) -> Frame:
+        _, _, stats, (rgba, depth) = self.draw(scene, camera, settings, readback=True)
+        rgba_t = torch.from_numpy(rgba.copy())
+        return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
+                     depth=torch.from_numpy(depth.copy()), stats=stats)
+
+
+__all__ = ["GaussianPipeline", "GROUP"]

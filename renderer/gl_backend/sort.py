@@ -1,0 +1,115 @@
+"""GPU primitives shared by the splat pipelines: exclusive scan and a stable radix sort of uint pairs.
+
+Both work on chunks that one invocation walks serially (see shaders/radix.comp, scan.comp): few,
+long invocations suit CPU rasterizers (llvmpipe) and still run on real GPUs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .shaders import compute_shader
+
+GROUP = 64  # local_size_x of radix.comp, scan.comp, bin.comp
+SCAN_BLOCK = 256
+RADIX_BITS = 8
+
+
+def set_uniforms(prog, **values) -> None:
+    """Set the uniforms a program actually uses (the compiler drops unused ones)."""
+    for k, v in values.items():
+        try:
+            prog[k].value = v
+        except KeyError:
+            pass
+
+
+def groups(n: int, size: int = GROUP) -> int:
+    return max(1, (n + size - 1) // size)
+
+
+class Scratch:
+    """Growable GL buffers by name; `nbytes` and `count` describe what is held (for hygiene checks)."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.buffers: dict[str, object] = {}
+
+    def get(self, name: str, nbytes: int):
+        """A buffer of at least nbytes (grown by 1.5x to avoid reallocating every frame)."""
+        nbytes = max(int(nbytes), 16)
+        buf = self.buffers.get(name)
+        if buf is None or buf.size < nbytes:
+            if buf is not None:
+                buf.release()
+            size = nbytes if buf is None else max(nbytes, int(buf.size * 1.5))
+            buf = self.buffers[name] = self.ctx.buffer(reserve=(size + 15) // 16 * 16)
+        return buf
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.size for b in self.buffers.values())
+
+    @property
+    def count(self) -> int:
+        return len(self.buffers)
+
+    def release(self) -> None:
+        for b in self.buffers.values():
+            b.release()
+        self.buffers.clear()
+
+
+def exclusive_scan(ctx, scratch: Scratch, data, m: int) -> None:
+    """Exclusive prefix sum of uint data[0:m] in place; scratch 'scan_partial'[num_blocks] = total."""
+    nb = groups(m, SCAN_BLOCK)
+    partial = scratch.get("scan_partial", 4 * (nb + 1))
+    data.bind_to_storage_buffer(0)
+    partial.bind_to_storage_buffer(1)
+    for mode in (0, 1, 2):
+        cs = compute_shader(ctx, "scan.comp", {"MODE": mode})
+        set_uniforms(cs, m=m, block_size=SCAN_BLOCK, num_blocks=nb)
+        cs.run(1 if mode == 1 else groups(nb))
+        ctx.memory_barrier()
+
+
+def scan_total(scratch: Scratch, m: int) -> int:
+    """The total of the last exclusive_scan over m elements (reads 4 bytes back)."""
+    nb = groups(m, SCAN_BLOCK)
+    return int(np.frombuffer(scratch.buffers["scan_partial"].read(4, offset=4 * nb), dtype=np.uint32)[0])
+
+
+def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256):
+    """Stable ascending sort of n (uint key, uint value) pairs on the GPU.
+
+    keys, vals: buffers of >= 4n bytes, overwritten. Returns the (keys, vals) buffers holding the
+    result (the inputs themselves after an even number of passes).
+    """
+    passes = (key_bits + RADIX_BITS - 1) // RADIX_BITS
+    num_chunks = max(1, (n + chunk - 1) // chunk)
+    hist = scratch.get("radix_hist", 4 * (1 << RADIX_BITS) * num_chunks)
+    k_alt = scratch.get("radix_keys", 4 * n)
+    v_alt = scratch.get("radix_vals", 4 * n)
+    src, dst = (keys, vals), (k_alt, v_alt)
+    count = compute_shader(ctx, "radix.comp", {"PASS": 0, "RADIX_BITS": RADIX_BITS})
+    scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, "RADIX_BITS": RADIX_BITS})
+    for p in range(passes):
+        src[0].bind_to_storage_buffer(0)
+        src[1].bind_to_storage_buffer(1)
+        dst[0].bind_to_storage_buffer(2)
+        dst[1].bind_to_storage_buffer(3)
+        hist.bind_to_storage_buffer(4)
+        for cs in (count, scatter):
+            set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * RADIX_BITS)
+        count.run(groups(num_chunks))
+        ctx.memory_barrier()
+        exclusive_scan(ctx, scratch, hist, num_chunks << RADIX_BITS)
+        src[0].bind_to_storage_buffer(0)
+        src[1].bind_to_storage_buffer(1)
+        dst[0].bind_to_storage_buffer(2)
+        dst[1].bind_to_storage_buffer(3)
+        hist.bind_to_storage_buffer(4)
+        scatter.run(groups(num_chunks))
+        ctx.memory_barrier()
+        src, dst = dst, src
+    return src

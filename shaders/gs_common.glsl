@@ -1,0 +1,23 @@
+// gs_common.glsl: layout shared by the Gaussian splatting compute passes (include-only).
+// Bindings: none. Defines the projected-record layout (3 x vec4 per Gaussian) and pair-texture
+// addressing. Reference: REFERENCE.md section 1 (3DGS forward model); twin: renderer/torch_backend.
+//
+// Projected record of Gaussian g (proj[3g .. 3g+2], copied per (tile, Gaussian) pair into three
+// RGBA32F textures that the blend pass reads with texelFetch):
+//   rec0 = (mean2d.x, mean2d.y, conic.a, conic.b)      conic = inverse dilated 2D covariance
+//   rec1 = (conic.c, opacity, power_min, 0)            opacity includes the mip compensation;
+//                                                      power_min = ln(1 / (255 opacity))
+//   rec2 = (r, g, b, view-space depth)
+const uint TILE = 16u;
+const uint PAIR_TEX_W = 4096u;           // pair textures are PAIR_TEX_W wide
+const uint PAIR_TEX_SHIFT = 12u;
+const uint INVALID_KEY = 0xFFFFFFFFu;    // sort key of culled Gaussians: sorts last, never a depth
+
+ivec2 pair_coord(uint p) {
+    return ivec2(int(p & (PAIR_TEX_W - 1u)), int(p >> PAIR_TEX_SHIFT));
+}
+
+// Tile rectangle packed in two uints: (x0 | y0 << 16, x1 | y1 << 16), max exclusive.
+uvec4 unpack_rect(uvec2 r) {
+    return uvec4(r.x & 0xFFFFu, r.x >> 16, r.y & 0xFFFFu, r.y >> 16);
+}

@@ -1,0 +1,132 @@
+#version 430
+// gs_project.comp: per-Gaussian EWA projection, culling, tile rectangle and SH colour (one pass).
+// Bindings (std430 storage buffers):
+//   0 geom  vec4[3N]  per Gaussian (mean.xyz, opacity), then (quat wxyz) and (scale.xyz, 0),
+//                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
+//   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel
+//   2 proj  vec4[3N]  out: projected record (gs_common.glsl)
+//   3 rects uvec2[N]  out: tile rectangle, packed (gs_common.glsl)
+//   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
+//   5 vals  uint[N]   out: Gaussian index
+//   6 counters uint[] counters[0] += visible Gaussians
+// References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
+// preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
+#include "gs_common.glsl"
+#include "sh.glsl"
+
+layout(local_size_x = 128) in;
+
+layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
+layout(std430, binding = 1) readonly buffer SH { float sh[]; };
+layout(std430, binding = 2) writeonly buffer Proj { vec4 proj[]; };
+layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
+layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
+layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
+layout(std430, binding = 6) buffer Counters { uint counters[]; };
+
+uniform uint n;
+uniform mat3 view_rot;      // world -> camera rotation (OpenCV axes)
+uniform vec3 view_trans;
+uniform vec3 cam_pos;       // camera centre, world
+uniform vec4 intrinsics;    // fx, fy, cx, cy
+uniform ivec2 image_size;
+uniform uvec2 tiles;        // tiles_x, tiles_y
+uniform vec2 near_far;
+uniform float splat_scale;
+uniform int mip;            // 1: "mip" opacity compensation, 0: "classic"
+uniform int sh_k;           // coefficients stored per Gaussian (K)
+uniform int sh_degree;      // degree evaluated (<= the stored one)
+
+const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
+const float MIP_MIN_RATIO = 0.000025;  // 0.005^2, REFERENCE 1.1 "Anti-aliased mode"
+
+void cull(uint g) {
+    keys[g] = INVALID_KEY;
+    vals[g] = g;
+    rects[g] = uvec2(0u);
+}
+
+void main() {
+    uint g = gl_GlobalInvocationID.x;
+    if (g >= n) return;
+    vec4 g0 = geom[3u * g];
+    vec4 g1 = geom[3u * g + 1u];
+    vec4 g2 = geom[3u * g + 2u];
+    vec3 mean = g0.xyz;
+    float opacity = g0.w;
+
+    vec3 pc = view_rot * mean + view_trans;
+    if (!(pc.z >= near_far.x && pc.z <= near_far.y)) { cull(g); return; }
+
+    mat3 cov;
+#ifdef HAS_COVARS
+    float s2 = splat_scale * splat_scale;
+    cov = s2 * mat3(g1.x, g1.y, g1.z,  g1.y, g1.w, g2.x,  g1.z, g2.x, g2.y);
+#else
+    vec4 q = normalize(g1);
+    float w = q.x, x = q.y, y = q.z, z = q.w;
+    // Columns of R (GLSL matrices are column-major); R as in INRIA computeCov3D.
+    mat3 R = mat3(1.0 - 2.0 * (y * y + z * z), 2.0 * (x * y + w * z), 2.0 * (x * z - w * y),
+                  2.0 * (x * y - w * z), 1.0 - 2.0 * (x * x + z * z), 2.0 * (y * z + w * x),
+                  2.0 * (x * z + w * y), 2.0 * (y * z - w * x), 1.0 - 2.0 * (x * x + y * y));
+    mat3 M = R * mat3(g2.x * splat_scale, 0.0, 0.0, 0.0, g2.y * splat_scale, 0.0, 0.0, 0.0, g2.z * splat_scale);
+    cov = M * transpose(M);
+#endif
+    mat3 cov_c = view_rot * cov * transpose(view_rot);
+
+    float fx = intrinsics.x, fy = intrinsics.y, cx = intrinsics.z, cy = intrinsics.w;
+    float W = float(image_size.x), H = float(image_size.y);
+    // Guard band: the Jacobian is taken at the mean clamped to 1.3x the half field of view.
+    float tan_x = 0.5 * W / fx, tan_y = 0.5 * H / fy;
+    float lim_xp = (W - cx) / fx + 0.3 * tan_x, lim_xn = cx / fx + 0.3 * tan_x;
+    float lim_yp = (H - cy) / fy + 0.3 * tan_y, lim_yn = cy / fy + 0.3 * tan_y;
+    float zc = pc.z;
+    float tx = zc * clamp(pc.x / zc, -lim_xn, lim_xp);
+    float ty = zc * clamp(pc.y / zc, -lim_yn, lim_yp);
+    // J is 2x3; as a GLSL mat3x2 it has 3 columns of 2 rows.
+    mat3x2 J = mat3x2(fx / zc, 0.0,  0.0, fy / zc,  -fx * tx / (zc * zc), -fy * ty / (zc * zc));
+    mat2 cov2 = J * cov_c * transpose(J);
+    vec2 mean2d = vec2(fx * pc.x / zc + cx, fy * pc.y / zc + cy);
+
+    float a0 = cov2[0][0], c0 = cov2[1][1];
+    float b = 0.5 * (cov2[0][1] + cov2[1][0]);
+    float det_orig = a0 * c0 - b * b;
+    float a = a0 + EPS2D, c = c0 + EPS2D;
+    float det = a * c - b * b;
+    if (!(det > 0.0) || isinf(det) || isnan(mean2d.x) || isnan(mean2d.y) || isinf(mean2d.x) || isinf(mean2d.y)) {
+        cull(g); return;
+    }
+
+    // Radius from the larger eigenvalue (INRIA preprocessCUDA), then the tile rectangle in double
+    // so that boundary cases round as the float64 twin does.
+    float h = 0.5 * (a + c);
+    float lam = h + sqrt(max(h * h - det, 0.1));
+    float radius = ceil(3.0 * sqrt(max(lam, 0.0)));
+    if (!(radius > 0.0)) { cull(g); return; }
+    dvec2 m = dvec2(mean2d);
+    double r = double(radius);
+    dvec2 lo_f = clamp(floor((m - r) / 16.0LF), dvec2(-1.0LF), dvec2(1073741824.0LF));
+    dvec2 hi_f = clamp(floor((m + r + 15.0LF) / 16.0LF), dvec2(-1.0LF), dvec2(1073741824.0LF));
+    ivec2 tmax = ivec2(tiles);
+    ivec2 rmin = min(max(ivec2(lo_f), ivec2(0)), tmax);
+    ivec2 rmax = min(max(ivec2(hi_f), ivec2(0)), tmax);
+    if (rmax.x <= rmin.x || rmax.y <= rmin.y) { cull(g); return; }
+
+    float op = opacity;
+    if (mip != 0) op *= sqrt(max(det_orig / det, MIP_MIN_RATIO));
+
+    vec3 dir = normalize(mean - cam_pos);
+    vec3 rgb = max(eval_sh(g, sh_k, sh_degree, dir) + 0.5, vec3(0.0));
+
+    float inv_det = 1.0 / det;
+    vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);
+    // Below this exponent alpha = op * exp(power) < 1/255: lets the blend skip exp() cheaply.
+    float power_min = op > 0.0 ? log(1.0 / (255.0 * op)) : 0.0;
+    proj[3u * g] = vec4(mean2d, conic.x, conic.y);
+    proj[3u * g + 1u] = vec4(conic.z, op, power_min, 0.0);
+    proj[3u * g + 2u] = vec4(rgb, zc);
+    rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
+    keys[g] = floatBitsToUint(zc);
+    vals[g] = g;
+    atomicAdd(counters[0], 1u);
+}

@@ -1,0 +1,51 @@
+#version 430
+// radix.comp: one pass of a stable LSD radix sort of (key, value) uint pairs, in chunks.
+// PASS 0 (count):   invocation c counts the digits of keys[c*chunk .. (c+1)*chunk) into
+//                   hist[digit * num_chunks + c] (its own column: no atomics needed).
+// PASS 1 (scatter): after an exclusive scan of hist (scan.comp), invocation c walks its chunk in
+//                   order and writes each pair to hist[digit * num_chunks + c]++, which keeps equal
+//                   digits in input order (stable).
+// Each invocation walks its chunk serially: on CPU rasterizers (llvmpipe) that beats a wide
+// shared-memory sort, which they run slowly.
+// Bindings (std430): 0 keys_in uint[n], 1 vals_in uint[n], 2 keys_out uint[n], 3 vals_out uint[n],
+//                    4 hist uint[RADIX * num_chunks].
+// Defines: PASS (0 or 1), RADIX_BITS. Reference: the textbook chunked counting sort (e.g. Merrill &
+// Grimshaw, "High performance and scalable radix sorting", 2011, upsweep/scan/downsweep).
+layout(local_size_x = 64) in;
+
+layout(std430, binding = 0) readonly buffer KeysIn { uint keys_in[]; };
+layout(std430, binding = 1) readonly buffer ValsIn { uint vals_in[]; };
+layout(std430, binding = 2) writeonly buffer KeysOut { uint keys_out[]; };
+layout(std430, binding = 3) writeonly buffer ValsOut { uint vals_out[]; };
+layout(std430, binding = 4) buffer Hist { uint hist[]; };
+
+uniform uint n;
+uniform uint chunk;
+uniform uint num_chunks;
+uniform uint shift;
+
+const uint RADIX = 1u << RADIX_BITS;
+const uint MASK = RADIX - 1u;
+
+void main() {
+    uint c = gl_GlobalInvocationID.x;
+    if (c >= num_chunks) return;
+    uint begin = c * chunk;
+    uint end = min(n, begin + chunk);
+#if PASS == 0
+    for (uint d = 0u; d < RADIX; ++d) hist[d * num_chunks + c] = 0u;
+    for (uint i = begin; i < end; ++i) {
+        uint d = (keys_in[i] >> shift) & MASK;
+        hist[d * num_chunks + c] += 1u;
+    }
+#else
+    for (uint i = begin; i < end; ++i) {
+        uint k = keys_in[i];
+        uint slot = ((k >> shift) & MASK) * num_chunks + c;
+        uint pos = hist[slot];
+        hist[slot] = pos + 1u;
+        keys_out[pos] = k;
+        vals_out[pos] = vals_in[i];
+    }
+#endif
+}
