@@ -37,9 +37,11 @@ MAX_SIDE = 16384
 def add_arguments(parser) -> None:
     # Values are parsed in run() (not by argparse types) so bad input gets one line on stderr.
     parser.add_argument("scene", metavar="PATH", help="scene file or folder")
-    parser.add_argument("-o", "--output", required=True, metavar="OUT", help="output file: .png (one frame) or .mp4")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="output file: .png (one frame) or .mp4")
     parser.add_argument("--size", metavar="WxH",
-                        help=f"image size (default: the camera path's, else {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
+                        help="image size (default: the camera path's, "
+                             f"else {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     parser.add_argument("--frames", metavar="N",
                         help=f"frames in the video (default: the camera path's, else {DEFAULT_FRAMES})")
     parser.add_argument("--fps", metavar="F", help="frames per second (default: the camera path's, else 30)")
@@ -53,7 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sh-degree", metavar="D", help="cap on the spherical-harmonics degree (0-3)")
     parser.add_argument("--antialias", default="classic", metavar="|".join(ANTIALIAS),
                         help="classic (+0.3 px dilation, as INRIA 3DGS) or mip (Mip-Splatting 2D filter)")
-    parser.add_argument("--fov", metavar="DEG", help=f"vertical field of view in degrees (orbit default {DEFAULT_FOV:g})")
+    parser.add_argument("--fov", metavar="DEG",
+                        help=f"vertical field of view in degrees (orbit default {DEFAULT_FOV:g})")
     parser.add_argument("--time", metavar="T", help="scene time in seconds (4D scenes)")
     parser.add_argument("--time-range", nargs=2, metavar=("A", "B"),
                         help="animate the scene time from A to B over the video's frames")
@@ -179,7 +182,8 @@ def run(args) -> int:
     out = Path(args.output)
     ext = out.suffix.lower()
     if ext not in (".png", ".mp4"):
-        raise UsageError(f"{out}: the output must end in .png (one frame) or .mp4 (video), not {ext or 'nothing'!r}")
+        raise UsageError(f"{out}: the output must end in .png (one frame) or .mp4 (video), "
+                         f"not {ext or 'nothing'!r}")
     if not out.parent.is_dir():
         raise UsageError(f"{out}: the folder {out.parent} does not exist")
     if out.is_dir():
@@ -202,7 +206,8 @@ def run(args) -> int:
     path = None
     if args.camera_path != "orbit":
         if not Path(args.camera_path).is_file():
-            raise UsageError(f"--path must be 'orbit' or a camera path file; {args.camera_path} does not exist")
+            raise UsageError(f"--path must be 'orbit' or a camera path file; "
+                             f"{args.camera_path} does not exist")
         try:
             path = read_camera_path(args.camera_path)
         except ValueError as e:
@@ -219,6 +224,9 @@ def run(args) -> int:
 
     scene = load_scene(args.scene)  # SceneLoadError -> exit 2 with one line (app/cli.py)
     renderer = choose_renderer(backend, scene)
+    device = getattr(renderer, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu" and hasattr(scene, "to"):
+        scene = scene.to(device)  # once, not a host-to-device copy per frame
 
     # Cameras, one per frame.
     if path is None:
@@ -244,7 +252,8 @@ def run(args) -> int:
         times = [t_still or 0.0] * n
     base = RenderSettings(mode=mode, background=background, sh_degree=sh_degree, antialias=antialias)
 
-    writer = VideoWriter(out, fps, width, height) if video else None
+    # The video starts with its first frame: a failure before it leaves no broken file behind.
+    writer: VideoWriter | None = None
     t0 = time.perf_counter()
     bar = Progress(n, desc="render", unit="frame")
     try:
@@ -254,25 +263,27 @@ def run(args) -> int:
             except (ValueError, NotImplementedError) as e:
                 raise UsageError(f"the {renderer.name} backend cannot render this: {e}") from None
             img = frame.to_uint8()
-            if writer is not None:
-                writer.write(img)
-            else:
+            if not video:
                 write_png(out, img)
+            else:
+                if writer is None:
+                    writer = VideoWriter(out, fps, width, height)
+                writer.write(img)
             bar.update()
     except KeyboardInterrupt:
-        if writer is not None:
-            writer.close()  # finish the file so the frames already written play
         bar.close(final_line=False)
-        kept = f"; {out} holds the {bar.done} written" if video and bar.done else ""
+        kept = f"; {out} holds the {bar.done} written" if writer is not None else ""
         print(f"radview render: cancelled after {bar.done}/{n} frames{kept}", file=sys.stderr)
         return 130
     except BaseException:
-        if writer is not None:
-            writer.close()
         bar.close(final_line=False)
         raise
-    if writer is not None:
-        writer.close()
+    finally:
+        if writer is not None:
+            writer.close()  # finishes the file, so the frames written so far play
+        release = getattr(renderer, "release", None)
+        if callable(release):
+            release()  # the GL backend's context and buffers
     dt = time.perf_counter() - t0
     bar.summary = (f"radview render: wrote {out} ({n} frame{'s' if n != 1 else ''}, {width}x{height}, "
                    f"{renderer.name} backend, {dt:.1f} s, {n / dt if dt > 0 else 0:.2f} frames/s)")

@@ -16,7 +16,8 @@ import time
 
 
 class Progress:
-    def __init__(self, total: int, desc: str = "", unit: str = "it", stream=None, enabled: bool | None = None):
+    def __init__(self, total: int, desc: str = "", unit: str = "it", stream=None,
+                 enabled: bool | None = None):
         self.total = int(total)
         self.desc = desc
         self.unit = unit
@@ -46,7 +47,8 @@ class Progress:
     def default_summary(self) -> str:
         rate = self.done / self.elapsed if self.elapsed > 0 else 0.0
         head = f"{self.desc}: " if self.desc else ""
-        return f"{head}{self.done}/{self.total} {self.unit}s in {self.elapsed:.1f} s ({rate:.2f} {self.unit}s/s)"
+        return (f"{head}{self.done}/{self.total} {self.unit}s in {self.elapsed:.1f} s "
+                f"({rate:.2f} {self.unit}s/s)")
 
     def close(self, final_line: bool = True) -> None:
         if self._bar is not None:

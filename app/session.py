@@ -53,7 +53,7 @@ class Session(QObject):
     # --- opening scenes -------------------------------------------------------------------------
 
     def open_path(self, path: str | Path) -> int:
-        """Start loading `path` in a worker thread; a load already running is cancelled. Returns the job id."""
+        """Start loading `path` in a worker thread (cancelling a running load); returns the job id."""
         self._cancel_current()
         self._job += 1
         job, path = self._job, str(path)
@@ -149,7 +149,7 @@ class Session(QObject):
         self.camera_changed.emit()
 
     def frame_scene(self, keep_direction: bool = True) -> None:
-        """Fit the scene's bounds in view (F); keep_direction=False also resets the view direction and roll."""
+        """Fit the scene's bounds in view (F); keep_direction=False also resets direction and roll."""
         if self.bounds is None:
             return
         direction = None

@@ -23,11 +23,12 @@ from .session import Session
 
 INTERACTIVE_FPS = 20.0  # target while moving; above the 15 FPS the issue asks for, for headroom
 IDLE_MS = 200  # camera at rest this long -> render at full resolution
-MIN_SCALE = 0.2  # lowest fraction of the widget's resolution used while moving
+MIN_SCALE = 0.15  # lowest fraction of the widget's resolution used while moving
 ORBIT_RAD_PER_PX = 0.006
 ROLL_RAD_PER_S = math.radians(60)
 FLY_TICK_MS = 16
 FAST_FACTOR = 4.0  # Shift while flying
+TAP_SECONDS = 0.1  # a key press moves as far as holding the key this long
 WHEEL_STEP = 0.85  # distance factor per wheel notch (120 units)
 
 KEY_BINDINGS = [
@@ -106,6 +107,11 @@ class Viewport(QOpenGLWidget):
         self.scale = 0.5  # fraction of the widget's resolution used while moving
         self.last_frame: FrameRendered | None = None
         self.frames_presented = 0
+        self._worker = None  # RenderWorker for the torch backend, made on first use
+        self._torch_wanted = None  # key of the frame asked of the worker and not yet back
+        self._torch_wanted_interactive = False
+        self._torch_shown = None  # key of the frame in _upload_tex
+        self._torch_ready = None  # (key, frame, ms, interactive) back from the worker, to upload
 
         self._idle = QTimer(self, singleShot=True, interval=IDLE_MS)
         self._idle.timeout.connect(self._on_idle)
@@ -184,8 +190,7 @@ class Viewport(QOpenGLWidget):
 
     def _use_torch_instead(self):
         if self.session.backend == "gl":
-            self.session.backend = "torch"  # no settings_changed: we are inside paint/initialize
-            QTimer.singleShot(0, self.session.settings_changed.emit)
+            self.session.set_backend("torch")  # panels follow; the repaint it asks for is queued
         self._notice(self.gl_error or "GL backend unavailable; using torch", warning=True)
 
     def _notice(self, text: str, warning: bool = True):
@@ -218,33 +223,49 @@ class Viewport(QOpenGLWidget):
             return
         backend = self.session.backend
         if backend == "gl" and self.gl_error:
+            self._use_torch_instead()
             backend = "torch"
         w, h = self.render_size()
         cam = self.session.camera(W, H)
         if (w, h) != (W, H):
             cam = cam.scaled(w, h)
         settings = self.session.settings
-        try:
-            tex, stats = self._draw(backend, scene, cam, settings)
-        except ValueError as e:
-            fbo.use()
-            fbo.clear(*bg, 1.0)
-            if settings.mode != "rgb":
-                QTimer.singleShot(0, lambda r=str(e): self.session.mode_refused(r))
-            else:
-                self._notice(f"{backend} backend: {e}")
+        if backend == "torch":
+            self._paint_torch(fbo, scene, cam, settings, t0)
             return
+        try:
+            tex, stats = self.renderer("gl").draw(scene, cam, settings)
         except Exception as e:  # noqa: BLE001 - a renderer failure must not reach the event loop
-            fbo.use()
-            fbo.clear(*bg, 1.0)
-            if backend == "gl" and "gl" not in self._renderers:
+            self._clear(fbo)
+            if isinstance(e, ValueError):
+                self._refused(e)
+            elif "gl" not in self._renderers:
                 # The GL backend could not even be built here: remember why and fall back.
                 self.gl_error = f"GL backend unavailable ({type(e).__name__}: {e}); using torch"
                 self._use_torch_instead()
                 self.update()
             else:
-                self._notice(f"{backend} render failed: {type(e).__name__}: {e}")
+                self._notice(f"gl render failed: {type(e).__name__}: {e}")
             return
+        self._blit_texture(fbo, tex)
+        self.ctx.finish()  # honest frame times (the adaptive resolution depends on them)
+        ms = (time.perf_counter() - t0) * 1e3
+        self._after_frame(FrameRendered(backend="gl", width=cam.width, height=cam.height,
+                                        interactive=self.interactive, frame_ms=ms,
+                                        stages_ms=dict(stats.stages_ms), counters=dict(stats.counters)))
+
+    def _clear(self, fbo):
+        fbo.use()
+        fbo.clear(*self.session.settings.background, 1.0)
+
+    def _refused(self, e: Exception):
+        if self.session.settings.mode != "rgb":
+            QTimer.singleShot(0, lambda r=str(e): self.session.mode_refused(r))
+        else:
+            self._notice(f"{self.session.backend} backend: {e}")
+
+    def _blit_texture(self, fbo, tex):
+        W, H = self.physical_size()
         fbo.use()
         fbo.viewport = (0, 0, W, H)
         self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.BLEND | self.ctx.CULL_FACE)
@@ -252,27 +273,104 @@ class Viewport(QOpenGLWidget):
         tex.use(0)
         self._blit["image"] = 0
         self._vao.render(self.ctx.TRIANGLES, vertices=3)
-        self.ctx.finish()  # honest frame times (the adaptive resolution depends on them)
-        ms = (time.perf_counter() - t0) * 1e3
-        self._after_frame(FrameRendered(backend=backend, width=w, height=h, interactive=self.interactive,
-                                        frame_ms=ms, stages_ms=dict(stats.stages_ms),
-                                        counters=dict(stats.counters)))
 
-    def _draw(self, backend: str, scene, cam, settings):
-        """Render with `backend`; returns (moderngl texture holding the image, FrameStats)."""
-        r = self.renderer(backend)
-        if backend == "gl":
-            return r.draw(scene, cam, settings)
+    # Torch frames are rendered in a RenderWorker so a slow CPU frame never freezes the window;
+    # paintGL shows the newest finished frame and asks for the view it wants.
+
+    @staticmethod
+    def _frame_key(scene, cam, settings) -> tuple:
+        return (id(scene), cam.width, cam.height, cam.fx, cam.fy, cam.T_world_camera.tobytes(), settings)
+
+    def _paint_torch(self, fbo, scene, cam, settings, t0):
+        key = self._frame_key(scene, cam, settings)
+        if self._torch_ready is not None:  # a finished frame waits to be uploaded
+            rkey, frame, ms, interactive = self._torch_ready
+            self._torch_ready = None
+            self._upload(frame)
+            self._torch_shown = rkey
+            self._after_frame(FrameRendered(backend="torch", width=frame.width, height=frame.height,
+                                            interactive=interactive, frame_ms=ms,
+                                            stages_ms=dict(frame.stats.stages_ms),
+                                            counters=dict(frame.stats.counters)))
+        if key != self._torch_shown and key != self._torch_wanted:
+            self._torch_wanted = key
+            self._torch_wanted_interactive = self.interactive
+            r = self.renderer("torch")
+            self._render_worker().submit(key, lambda: self._torch_render(r, scene, cam, settings))
+        shown = self._torch_shown
+        if self._upload_tex is not None and shown is not None and shown[0] == id(scene):
+            self._blit_texture(fbo, self._upload_tex)
+        else:
+            self._clear(fbo)
+
+    @staticmethod
+    def _torch_render(r, scene, cam, settings):
         with torch.no_grad():
             frame = r.render(scene, cam, settings)
-        rgb = frame.rgb.detach().float().clamp(0, 1).cpu().numpy()
+        # Convert in the worker too: the UI thread only uploads.
+        frame.rgb = frame.rgb.detach().float().clamp(0, 1).cpu().contiguous()
+        return frame
+
+    def _render_worker(self):
+        if self._worker is None:
+            from .workers import RenderWorker
+
+            self._worker = RenderWorker(self)
+            self._worker.done.connect(self._on_torch_done)
+            self._worker.failed.connect(self._on_torch_failed)
+        return self._worker
+
+    def _on_torch_done(self, key, frame, ms):
+        interactive = self._torch_wanted_interactive if key == self._torch_wanted else True
+        if key == self._torch_wanted:
+            self._torch_wanted = None
+        self._torch_ready = (key, frame, ms, interactive)
+        self.update()
+
+    def _on_torch_failed(self, key, e):
+        if key == self._torch_wanted:
+            self._torch_wanted = None
+            self._torch_shown = key  # do not ask again for a view that fails
+            if isinstance(e, ValueError):
+                self._refused(e)
+            else:
+                self._notice(f"torch render failed: {type(e).__name__}: {e}")
+            self.update()
+
+    def torch_pending(self) -> bool:
+        """True while the torch worker has not delivered the view the widget last asked for."""
+        return self._torch_wanted is not None or self._torch_ready is not None
+
+    def frame_current(self) -> bool:
+        """True when the picture on screen is the current view (torch frames arrive later)."""
+        scene = self.session.scene
+        backend = "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
+        if scene is None or backend != "torch":
+            return True
+        W, H = self.physical_size()
+        w, h = self.render_size()
+        cam = self.session.camera(W, H)
+        if (w, h) != (W, H):
+            cam = cam.scaled(w, h)
+        key = self._frame_key(scene, cam, self.session.settings)
+        return self._torch_ready is None and self._torch_shown == key
+
+    def _upload(self, frame):
+        rgb = frame.rgb.numpy()
         t = self._upload_tex
         if t is None or t.size != (frame.width, frame.height):
             if t is not None:
                 t.release()
             t = self._upload_tex = self.ctx.texture((frame.width, frame.height), 3, dtype="f4")
         t.write(np.ascontiguousarray(rgb, dtype=np.float32))
-        return t, frame.stats
+
+    def shutdown(self):
+        """Stop timers and the render thread (the window calls this when it closes)."""
+        self._fly.stop()
+        self._idle.stop()
+        if self._worker is not None:
+            self._worker.stop()
+            self._worker = None
 
     def _after_frame(self, msg: FrameRendered):
         self.last_frame = msg
@@ -280,8 +378,8 @@ class Viewport(QOpenGLWidget):
         if self.adaptive:
             budget = 1000.0 / INTERACTIVE_FPS
             # Time grows with pixels, i.e. with scale squared: aim the next moving frame at the budget.
-            # Measured frames at full size (resting) set the starting point for the next move.
-            cur = self.scale if msg.interactive else 1.0
+            # A full-size (resting) frame sets the starting point for the next move.
+            cur = min(1.0, msg.width / self.physical_size()[0])
             want = cur * math.sqrt(budget / max(msg.frame_ms, 1e-3))
             if msg.interactive:
                 want = 0.5 * self.scale + 0.5 * want  # smooth: frame times are noisy
@@ -370,7 +468,7 @@ class Viewport(QOpenGLWidget):
         if k in _FLY_KEYS or k in _ROLL_KEYS:
             if not e.isAutoRepeat():
                 self._keys.add(k)
-                self._step_keys(1.0 / 30.0)  # a tap moves too, not only a held key
+                self._step_keys(TAP_SECONDS)  # a tap moves too, not only a held key
                 if not self._fly.isActive():
                     self._fly_clock.start()
                     self._fly.start()

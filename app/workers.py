@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,15 @@ import torch
 from PySide6.QtCore import QThread, Signal
 
 from .messages import LoadFailed, SceneLoaded
+
+_threads: weakref.WeakSet = weakref.WeakSet()  # every worker made, for running_threads()
+
+
+def running_threads() -> list[QThread]:
+    """Workers whose thread is still running (tests check none is left behind)."""
+    from shiboken6 import isValid
+
+    return [t for t in list(_threads) if isValid(t) and t.isRunning()]
 
 
 def scene_memory_bytes(scene) -> int:
@@ -73,8 +84,63 @@ class LoadWorker(QThread):
 
     def __init__(self, path: str | Path, job: int, parent=None):
         super().__init__(parent)
+        _threads.add(self)
         self.path = str(path)
         self.job = job
 
     def run(self):
         self.done.emit(load_and_describe(self.path, self.job))
+
+
+class RenderWorker(QThread):
+    """Runs render jobs off the UI thread, newest first: a job submitted while one runs replaces
+    any job still waiting (the camera moved on; the in-between view is not worth rendering).
+
+    `done(key, frame, ms)` or `failed(key, exception)` is emitted for every job that ran.
+    """
+
+    done = Signal(object, object, float)
+    failed = Signal(object, object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        _threads.add(self)
+        self._cond = threading.Condition()
+        self._job = None  # (key, fn) waiting to run
+        self._stop = False
+        self.busy_key = None  # key of the job running now
+
+    def submit(self, key, fn) -> None:
+        with self._cond:
+            self._job = (key, fn)
+            self._cond.notify()
+        if not self.isRunning():
+            self.start()
+
+    def stop(self, timeout_ms: int = 60000) -> bool:
+        """Finish the running job, drop the waiting one, end the thread."""
+        with self._cond:
+            self._stop = True
+            self._job = None
+            self._cond.notify()
+        return self.wait(timeout_ms)
+
+    def run(self):
+        while True:
+            with self._cond:
+                while self._job is None and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                key, fn = self._job
+                self._job = None
+                self.busy_key = key
+            t0 = time.perf_counter()
+            try:
+                frame = fn()
+            except Exception as e:  # noqa: BLE001 - reported to the UI thread, never raised here
+                self.busy_key = None
+                self.failed.emit(key, e)
+                continue
+            self.busy_key = None
+            self.done.emit(key, frame, (time.perf_counter() - t0) * 1e3)

@@ -312,13 +312,9 @@ def interpolate(keyframes: list[Camera], n_frames: int, loop: bool = False) -> l
         m = np.eye(4)
         m[:3, :3] = _rotmat_from_quat(_slerp(quats[seg % nk], quats[(seg + 1) % nk], s))
         m[:3, 3] = p
-
-        def lerp(x: float, y: float) -> float:
-            return (1 - s) * x + s * y
-
-        out.append(replace(a, T_world_camera=m, fx=lerp(a.fx, b.fx), fy=lerp(a.fy, b.fy),
-                           cx=lerp(a.cx, b.cx), cy=lerp(a.cy, b.cy), near=lerp(a.near, b.near),
-                           far=lerp(a.far, b.far), time=lerp(a.time, b.time)))
+        lin = {k: (1 - s) * getattr(a, k) + s * getattr(b, k)
+               for k in ("fx", "fy", "cx", "cy", "near", "far", "time")}
+        out.append(replace(a, T_world_camera=m, **lin))
     return out
 
 

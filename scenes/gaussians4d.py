@@ -111,7 +111,8 @@ def _quat_left(q: Tensor) -> Tensor:
 def _quat_right(q: Tensor) -> Tensor:
     """[N, 4] (p, q, r, s) -> [N, 4, 4] M_r of REFERENCE 3.1."""
     p, q_, r, s = q.unbind(-1)
-    return torch.stack([p, q_, r, s, -q_, p, -s, r, -r, s, p, -q_, -s, -r, q_, p], dim=-1).unflatten(-1, (4, 4))
+    rows = [p, q_, r, s, -q_, p, -s, r, -r, s, p, -q_, -s, -r, q_, p]
+    return torch.stack(rows, dim=-1).unflatten(-1, (4, 4))
 
 
 def yang_matrix(rot: Tensor) -> Tensor:
@@ -136,12 +137,63 @@ def yang_time_row(rot: Tensor) -> Tensor:
     return (row0.unsqueeze(-2) @ _quat_right(qr)).squeeze(-2).flip(-1)
 
 
+def _yang_product(ql: Tensor, qr: Tensor) -> Tensor:
+    """flip(M_l(ql) M_r(qr)) without normalizing: bilinear in (ql, qr)."""
+    return (_quat_left(ql) @ _quat_right(qr)).flip(-2, -1)
+
+
+# The explicit functions above are the readable (and GLSL) form. For torch, every entry of the
+# rotor matrix is a quadratic form r^T Q_ij r and every entry of Yang's matrix a bilinear form
+# l^T C_ij r, so a whole batch is one GEMM: (r outer r) [N, 64] @ W [64, 16]. W is recovered from
+# the explicit functions themselves (polarization on basis vectors), so they stay the one source
+# of truth. On CPU this is several times faster than 16 stacked elementwise expressions.
+_WEIGHTS: dict = {}
+
+
+def _rotor_weights() -> Tensor:
+    eye = torch.eye(8, dtype=torch.float64)
+    diag = rotor_matrix(eye).reshape(8, 16)  # Q_ii
+    w = torch.zeros(8, 8, 16, dtype=torch.float64)
+    for i in range(8):
+        w[i, i] = diag[i]
+        for j in range(i + 1, 8):
+            both = rotor_matrix((eye[i] + eye[j])[None]).reshape(16)
+            w[i, j] = w[j, i] = 0.5 * (both - diag[i] - diag[j])  # Q_ij
+    return w.reshape(64, 16)
+
+
+def _yang_weights() -> Tensor:
+    eye = torch.eye(4, dtype=torch.float64)
+    ql = eye[:, None, :].expand(4, 4, 4).reshape(16, 4)
+    qr = eye[None, :, :].expand(4, 4, 4).reshape(16, 4)
+    return _yang_product(ql, qr).reshape(16, 16)  # row 4 a + b: coefficient of l_a r_b
+
+
+def _weights(model: str, like: Tensor) -> Tensor:
+    key = (model, like.dtype, like.device)
+    if key not in _WEIGHTS:
+        w = _rotor_weights() if model == "rotor" else _yang_weights()
+        _WEIGHTS[key] = w.to(dtype=like.dtype, device=like.device)
+    return _WEIGHTS[key]
+
+
+def _pair_products(model: str, rot: Tensor) -> Tensor:
+    """[N, 8] -> [N, 64] r_i r_j (rotor) or [N, 16] l_a r_b of the unit quaternions (yang)."""
+    if model == "rotor":
+        return (rot.unsqueeze(-1) * rot.unsqueeze(-2)).flatten(-2)
+    ql = torch.nn.functional.normalize(rot[..., :4], dim=-1)
+    qr = torch.nn.functional.normalize(rot[..., 4:], dim=-1)
+    return (ql.unsqueeze(-1) * qr.unsqueeze(-2)).flatten(-2)
+
+
 def rotation_matrix(model: str, rot: Tensor) -> Tensor:
-    return rotor_matrix(rot) if model == "rotor" else yang_matrix(rot)
+    """[N, 8] -> [N, 4, 4]: rotor_matrix or yang_matrix, as one GEMM (see _weights)."""
+    return (_pair_products(model, rot) @ _weights(model, rot)).unflatten(-1, (4, 4))
 
 
 def time_row(model: str, rot: Tensor) -> Tensor:
-    return rotor_time_row(rot) if model == "rotor" else yang_time_row(rot)
+    """[N, 8] -> [N, 4]: row 3 of rotation_matrix (rotor_time_row / yang_time_row), as one GEMM."""
+    return _pair_products(model, rot) @ _weights(model, rot)[:, 12:]
 
 
 # ---------------------------------------------------------------- conditioning (GLSL twins)
@@ -159,11 +211,11 @@ def condition(L: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     Returns:
         cov3 [N, 3, 3] (Sigma3|t), velocity [N, 3] (Sigma_xyz,t / Sigma_tt), sigma_tt [N].
     """
-    l3 = L[:, 3, :]  # [N, 4]
-    s_tt = (l3 * l3).sum(-1)
-    vel = (L[:, :3, :] @ l3.unsqueeze(-1)).squeeze(-1) / s_tt.unsqueeze(-1)
-    k = L[:, :3, :] - vel.unsqueeze(-1) * l3.unsqueeze(-2)  # rows projected off l_3
-    return k @ k.transpose(-1, -2), vel, s_tt
+    l3 = L[:, 3:, :]  # [N, 1, 4]
+    s_tt = (l3 * l3).sum(-1)  # [N, 1]
+    vel = (L[:, :3, :] * l3).sum(-1) / s_tt  # [N, 3]
+    k = L[:, :3, :] - vel.unsqueeze(-1) * l3  # rows projected off l_3
+    return k @ k.transpose(-1, -2), vel, s_tt.squeeze(-1)
 
 
 def temporal_q(dt: Tensor, s_tt: Tensor) -> Tensor:
@@ -172,17 +224,19 @@ def temporal_q(dt: Tensor, s_tt: Tensor) -> Tensor:
     return torch.where(s_tt > 0, 0.5 * dt * dt / safe, torch.full_like(s_tt, math.inf))
 
 
-def fold_time_sh(sh: Tensor, dt: Tensor, duration: float) -> Tensor:
+def fold_time_sh(blocks: list[Tensor], dt: Tensor, duration: float) -> Tensor:
     """Yang's time Fourier colour folded into one SH per Gaussian.
 
     Args:
-        sh: [N, T, K, 3] blocks c_0..c_{T-1}; dt: [N] = t_i - t; duration: L > 0.
+        blocks: T tensors [N, K, 3], the SH blocks c_0..c_{T-1}; dt: [N] = t_i - t; duration: L > 0.
     Returns:
         [N, K, 3] sum_n cos(2 pi n dt / L) c_n.
     """
-    n = torch.arange(sh.shape[1], device=sh.device, dtype=sh.dtype)
-    w = torch.cos((2.0 * math.pi / duration) * dt.unsqueeze(-1) * n)  # [N, T]
-    return (w[:, :, None, None] * sh).sum(1)
+    out = blocks[0]
+    for n in range(1, len(blocks)):
+        w = torch.cos((2.0 * math.pi * n / duration) * dt)
+        out = out + w[:, None, None] * blocks[n]
+    return out
 
 
 def q_cut(model: str) -> float:
@@ -382,18 +436,18 @@ class Gaussian4DScene:
         """
         t = float(t)
         idx = self.visible_at(t, drop_invisible).nonzero().squeeze(1)
-        rot, sc = self.rotations[idx], self.scales[idx]
+        rot, sc = self.rotations.index_select(0, idx), self.scales.index_select(0, idx)
         L = rotation_matrix(self.model, rot) * sc.unsqueeze(-2)  # M diag(s)
         cov3, vel, s_tt = condition(L)
-        dt = t - self.times[idx]  # t - t_i
-        means = self.means[idx] + vel * dt.unsqueeze(-1)
-        opac = self.opacities[idx] * torch.exp(-temporal_q(dt, self._marginal_var(s_tt)))
-        sh = self.sh[idx]
-        if self.model == "yang" and sh.shape[1] > 1:
+        dt = t - self.times.index_select(0, idx)  # t - t_i
+        means = self.means.index_select(0, idx) + vel * dt.unsqueeze(-1)
+        opac = self.opacities.index_select(0, idx) * torch.exp(-temporal_q(dt, self._marginal_var(s_tt)))
+        if self.model == "yang" and self.sh.shape[1] > 1:
             t0, t1 = self.time_duration  # validate() guarantees it is set
-            sh = fold_time_sh(sh, -dt, float(t1 - t0))
+            blocks = [self.sh[:, n].index_select(0, idx) for n in range(self.sh.shape[1])]
+            sh = fold_time_sh(blocks, -dt, float(t1 - t0))
         else:
-            sh = sh[:, 0]
+            sh = self.sh[:, 0].index_select(0, idx)
         quats = torch.zeros(len(idx), 4, dtype=means.dtype, device=means.device)
         quats[:, 0] = 1
         scales = torch.sqrt(torch.diagonal(cov3, dim1=-2, dim2=-1).clamp_min(0))
@@ -406,7 +460,9 @@ class Gaussian4DScene:
 
 
 def _same(a: tuple, b: tuple) -> bool:
-    return len(a) == len(b) and all(x is y if isinstance(x, Tensor) else x == y for x, y in zip(a, b))
+    if len(a) != len(b):
+        return False
+    return all(x is y if isinstance(x, Tensor) else x == y for x, y in zip(a, b, strict=True))
 
 
 def drop_nonfinite_4d(scene: Gaussian4DScene, path, error_cls) -> Gaussian4DScene:

@@ -204,3 +204,54 @@ class VoxelGridScene:
                     raise ValueError(f"{name} must be a [3] tensor when a mask is set")
         if not (self.stepsize > 0 and self.voxel_size > 0 and self.voxel_size_ratio > 0):
             raise ValueError("stepsize, voxel_size and voxel_size_ratio must be positive")
+
+
+def procedural_shell(res: int = 32, fine: bool = True, seed: int = 0, radius: float = 0.6,
+                     thickness: float = 0.1, with_mask: bool = True) -> VoxelGridScene:
+    """A DVGO-style scene in the box [-1,1]^3: an opaque spherical shell of density with smooth random
+    colour features, for tests and benchmarks (not a trained model, but the same tensors and settings).
+
+    fine=True: 12 feature channels, the default 39 -> 128 -> 128 -> 3 MLP (random weights, last bias 0),
+    alpha_init 1e-2, fast_color_thres 1e-4, and (with_mask) the fine stage's mask cache: 3x3x3
+    max-pooled voxel alpha > fast_color_thres. fine=False: the coarse stage (sigmoid(k0), alpha_init 1e-6,
+    fast_color_thres 1e-7).
+    """
+    g = torch.Generator().manual_seed(seed)
+    lo, hi = torch.full((3,), -1.0), torch.full((3,), 1.0)
+    num_voxels_base = 1024000  # DVGO configs/default.py coarse_model_and_render.num_voxels
+    voxel_size = float((8.0 / res**3) ** (1 / 3))
+    voxel_size_ratio = voxel_size / float((8.0 / num_voxels_base) ** (1 / 3))
+    ax = torch.linspace(-1.0, 1.0, res)
+    xyz = torch.stack(torch.meshgrid(ax, ax, ax, indexing="ij"), -1)  # [X,Y,Z,3]
+    sdf = (xyz.norm(dim=-1) - radius).abs()
+    alpha_init = 1e-2 if fine else 1e-6
+    shift = dvgo_act_shift(alpha_init)
+    # Raw density such that density + shift peaks at +3.4 in the shell and falls to -20 outside.
+    density = (14.0 * (1.0 - sdf / thickness) - 10.6).clamp_min(-20.0) - shift
+    C = 12 if fine else 3
+    freqs = torch.randn(C, 4, 3, generator=g) * 2.0
+    phases = torch.rand(C, 4, generator=g) * 6.283
+    amps = torch.randn(C, 4, generator=g) * (0.6 if fine else 1.0)
+    feats = (amps[:, :, None, None, None] * torch.sin(
+        torch.einsum("ckd,xyzd->ckxyz", freqs, xyz) + phases[:, :, None, None, None])).sum(1)
+    scene = VoxelGridScene(
+        density=density.contiguous(), features=feats.contiguous().float(), xyz_min=lo, xyz_max=hi,
+        color_mode="mlp" if fine else "sigmoid_k0", act_shift=shift,
+        voxel_size=voxel_size, voxel_size_ratio=voxel_size_ratio, stepsize=0.5,
+        fast_color_thres=1e-4 if fine else 1e-7, meta={"format": "procedural"})
+    if fine:
+        dims = [C + view_embedding_dim(4), 128, 128, 3]
+        mlp = []
+        for i in range(3):
+            bound = 1.0 / math.sqrt(dims[i])  # torch.nn.Linear's default init range
+            w = (torch.rand(dims[i + 1], dims[i], generator=g) * 2 - 1) * bound * 2.0
+            b = (torch.rand(dims[i + 1], generator=g) * 2 - 1) * bound if i < 2 else torch.zeros(3)
+            mlp.append((w, b))
+        scene.mlp = mlp
+    if with_mask:
+        # DVGO update_occupancy_cache: activate with interval = voxel_size_ratio, 3x3x3 max-pool.
+        a = 1 - torch.exp(-torch.nn.functional.softplus(density + scene.act_shift) * voxel_size_ratio)
+        a = torch.nn.functional.max_pool3d(a[None, None], 3, stride=1, padding=1)[0, 0]
+        scene.mask = a > scene.fast_color_thres
+        scene.mask_xyz2ijk_scale, scene.mask_xyz2ijk_shift = VoxelGridScene.mask_transform(scene.mask.shape, lo, hi)
+    return scene

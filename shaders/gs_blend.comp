@@ -5,13 +5,13 @@
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pairs
 //   blended); samplers pair0..pair2 (records, gs_common.glsl); images 0 out_rgba (rgba32f: colour
 //   after the mode's mapping, alpha), 1 out_depth (r32f: expected depth normalised by alpha).
-// Defines: PPT (pixels per invocation, divides 16). Reference: REFERENCE.md 1.4 (INRIA forward.cu
+// Defines: PPT (pixels per invocation, divides 16), STEP = 16 / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
 // renderCUDA; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4);
 // twin: renderer/torch_backend/rasterize.py. Colour map: colormap.glsl (twin renderer/colormap.py).
 #include "gs_common.glsl"
 #include "colormap.glsl"
 
-const int STEP = 16 / PPT;
+// STEP = 16 / PPT rows between an invocation's pixels, given as a define (a literal: layout needs one).
 layout(local_size_x = 16, local_size_y = STEP) in;
 
 layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
@@ -32,6 +32,7 @@ uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 const float MAX_ALPHA = 0.99;
 const float ALPHA_MIN = 1.0 / 255.0;
 const float T_MIN = 1e-4;
+const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
 
 void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
@@ -56,25 +57,24 @@ void main() {
         ivec2 pc = pair_coord(p);
         vec4 r0 = texelFetch(pair0, pc, 0);
         vec4 r1 = texelFetch(pair1, pc, 0);
-        bool have2 = false;
-        vec4 r2 = vec4(0.0);
+        vec4 r2 = texelFetch(pair2, pc, 0);
+        // Branch-free body: CPU rasterizers run every branch under a lane mask anyway, so
+        // selects are cheaper than ifs; one fetch of the record serves PPT pixels.
+        live = 0;
         for (int k = 0; k < PPT; ++k) {
-            if (done[k]) continue;
             vec2 d = r0.xy - vec2(fx, float(py0 + k * STEP) + 0.5);
             float power = -0.5 * (r0.z * d.x * d.x + r1.x * d.y * d.y) - r0.w * d.x * d.y;
-            // power_min (r1.z) rejects alpha < 1/255 without exp(); the margin leaves every
-            // borderline case to the exact test below.
-            if (power > 0.0 || power < r1.z - 1e-3) continue;
             float alpha = min(MAX_ALPHA, r1.y * exp(power));
-            if (alpha < ALPHA_MIN) continue;
+            bool ok = !done[k] && power <= 0.0 && alpha >= ALPHA_MIN;
             float nt = T[k] * (1.0 - alpha);
-            if (nt < T_MIN) { done[k] = true; live -= 1; continue; }
-            if (!have2) { r2 = texelFetch(pair2, pc, 0); have2 = true; }
-            float w = alpha * T[k];
+            bool stop = ok && nt < T_MIN;
+            float w = (ok && !stop) ? alpha * T[k] : 0.0;
             C[k] += w * r2.rgb;
             D[k] += w * r2.w;
-            T[k] = nt;
-            blended += 1u;
+            T[k] = (ok && !stop) ? nt : T[k];
+            blended += (ok && !stop) ? 1u : 0u;
+            done[k] = done[k] || stop;
+            live += done[k] ? 0 : 1;
         }
     }
     if (blended > 0u) atomicAdd(counters[1], blended);
@@ -83,7 +83,7 @@ void main() {
         int py = py0 + k * STEP;
         if (px >= image_size.x || py >= image_size.y) continue;
         float a = 1.0 - T[k];
-        float depth = a > 0.0 ? D[k] / a : 0.0;
+        float depth = a > DEPTH_EPS ? D[k] / a : 0.0;
         vec3 rgb;
         if (mode == 1) {
             float t = 1.0 - (depth - depth_range.x) / max(depth_range.y - depth_range.x, 1e-9);

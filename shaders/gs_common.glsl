@@ -5,8 +5,9 @@
 // Projected record of Gaussian g (proj[3g .. 3g+2], copied per (tile, Gaussian) pair into three
 // RGBA32F textures that the blend pass reads with texelFetch):
 //   rec0 = (mean2d.x, mean2d.y, conic.a, conic.b)      conic = inverse dilated 2D covariance
-//   rec1 = (conic.c, opacity, power_min, 0)            opacity includes the mip compensation;
-//                                                      power_min = ln(1 / (255 opacity))
+//   rec1 = (conic.c, opacity, power_min, id bits)      opacity includes the mip compensation;
+//                                                      power_min = ln(1 / (255 opacity));
+//                                                      id = uintBitsToFloat(g), for debugging/tests
 //   rec2 = (r, g, b, view-space depth)
 const uint TILE = 16u;
 const uint PAIR_TEX_W = 4096u;           // pair textures are PAIR_TEX_W wide

@@ -12,7 +12,6 @@
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
 #include "gs_common.glsl"
-#include "sh.glsl"
 
 layout(local_size_x = 128) in;
 
@@ -23,6 +22,7 @@ layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
+#include "sh.glsl"
 
 uniform uint n;
 uniform mat3 view_rot;      // world -> camera rotation (OpenCV axes)
@@ -123,7 +123,7 @@ void main() {
     // Below this exponent alpha = op * exp(power) < 1/255: lets the blend skip exp() cheaply.
     float power_min = op > 0.0 ? log(1.0 / (255.0 * op)) : 0.0;
     proj[3u * g] = vec4(mean2d, conic.x, conic.y);
-    proj[3u * g + 1u] = vec4(conic.z, op, power_min, 0.0);
+    proj[3u * g + 1u] = vec4(conic.z, op, power_min, uintBitsToFloat(g));
     proj[3u * g + 2u] = vec4(rgb, zc);
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     keys[g] = floatBitsToUint(zc);

@@ -156,3 +156,73 @@ def test_all_behind_camera_gives_background():
     behind.points = scene.points - scene.points.mean(dim=(0, 1)) + c - 2 * fwd
     frame = get_renderer("torch").render(behind, cam, RenderSettings(background=(0.2, 0.4, 0.6)))
     assert torch.allclose(frame.rgb, torch.tensor([0.2, 0.4, 0.6]).expand_as(frame.rgb))
+
+
+# --- loaders -----------------------------------------------------------------------------------
+
+def _state_dict(n=6, k=6, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    return {
+        "convex_points": torch.randn(n, k, 3, generator=g).to(dtype),
+        "delta": torch.randn(n, 1, generator=g).to(dtype),
+        "sigma": torch.randn(n, 1, generator=g).to(dtype),
+        "active_sh_degree": 3,
+        "features_dc": torch.randn(n, 1, 3, generator=g).to(dtype),
+        "features_rest": torch.randn(n, 15, 3, generator=g).to(dtype),
+        "opacity": torch.randn(n, 1, generator=g).to(dtype),
+    }
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_3dcs_state_dict_loads(tmp_path, dtype):
+    from scenes import load_scene
+
+    sd = _state_dict(dtype=dtype)
+    p = tmp_path / "point_cloud_state_dict.pt"
+    torch.save(sd, p)
+    s = load_scene(p)
+    assert isinstance(s, ConvexScene) and len(s) == 6 and s.num_points == 6 and s.sh_degree == 3
+    assert s.meta["format"] == "convex_pt"
+    assert torch.equal(s.points, sd["convex_points"].float())
+    assert torch.allclose(s.deltas, sd["delta"].float()[:, 0].exp())
+
+
+def test_convex_ply_and_pt_round_trip(tmp_path):
+    from scenes import load_scene, save_scene
+
+    scene = random_convexes(9, k=5, sh_degree=2)
+    for name in ("c.ply", "c.pt"):
+        save_scene(scene, tmp_path / name)
+        back = load_scene(tmp_path / name)
+        assert torch.equal(back.points, scene.points) and torch.equal(back.sh, scene.sh), name
+        assert torch.equal(back.raw()["log_sigmas"], scene.raw()["log_sigmas"]), name
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "missing sigma"),
+    ("shape", "convex_points has shape"),
+    ("k", "points per convex"),
+    ("nan", "NaN"),
+    ("pickle", "refuses"),
+])
+def test_3dcs_bad_input(tmp_path, case, message):
+    import collections
+
+    from scenes import SceneLoadError, load_scene
+
+    sd = _state_dict()
+    if case == "missing":
+        del sd["sigma"]
+    elif case == "shape":
+        sd["convex_points"] = torch.zeros(6, 6)
+    elif case == "k":
+        sd["convex_points"] = torch.zeros(6, 12, 3)
+    elif case == "nan":
+        for key in ("convex_points", "delta"):
+            sd[key] = torch.full_like(sd[key], float("nan"))
+    elif case == "pickle":
+        sd["extra"] = collections.Counter(a=1)  # a class weights_only refuses
+    p = tmp_path / "point_cloud_state_dict.pt"
+    torch.save(sd, p)
+    with pytest.raises(SceneLoadError, match=message):
+        load_scene(p)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -142,3 +144,11 @@ def test_near_far_hold_scene():
     rig = frame_bounds(bounds, UP, 50.0, 1.0)
     near, far = nav.near_far(rig, bounds)
     assert 0 < near < rig.distance - math.sqrt(3) < rig.distance + math.sqrt(3) < far
+
+
+def test_cli_does_not_load_qt():
+    """`radview info` and friends build the parser without importing PySide6 (the viewer does, lazily)."""
+    import subprocess
+
+    code = "import sys, app.cli as c; c.build_parser(); sys.exit('PySide6' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], cwd=Path(nav.__file__).parents[1]).returncode == 0

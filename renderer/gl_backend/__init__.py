@@ -1,0 +1,113 @@
+"""The OpenGL compute backend (moderngl): the interactive path, also headless through EGL.
+
+    GLRenderer(ctx=None)          # ctx: an existing moderngl context (the viewer's), else EGL standalone
+    .supports(scene)              # by scene.kind
+    .render(scene, camera, settings) -> Frame       # with read-back to torch tensors
+    .draw(scene, camera, settings) -> (texture, FrameStats)   # no read-back, for the viewer
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from ..types import Camera, Frame, FrameStats, RenderSettings
+from .context import GLStageError, check_error, create_context, gl_available
+from .shaders import ShaderCompileError
+
+_KINDS = ("gaussians", "gaussians4d", "voxels")
+
+
+class GLRenderer:
+    """Renders scenes with OpenGL 4.3 compute shaders; holds the context and per-scene buffers.
+
+    Args:
+        ctx: a moderngl context made current by its owner (e.g. from Qt's context with
+            moderngl.create_context()), or None to make a standalone EGL context.
+        sort: "auto" | "gpu" | "cpu": where the Gaussians' depth sort runs (see gaussians.py).
+        timing: StageTimer mode for FrameStats.stages_ms: "auto" | "wall" | "gl" | "off".
+    Raises:
+        RuntimeError: when no OpenGL 4.3 context can be made (the message says why).
+    """
+
+    name = "gl"
+
+    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto"):
+        self.owns_ctx = ctx is None
+        self.ctx = create_context() if ctx is None else ctx
+        if self.ctx.version_code < 430:
+            raise RuntimeError(f"the GL backend needs OpenGL 4.3, this context is {self.ctx.version_code}")
+        self._sort = sort
+        self._timing = timing
+        self._gaussians = None
+        self._voxels_mod = None
+
+    @property
+    def gaussians(self):
+        """The Gaussian pipeline (made on first use)."""
+        if self._gaussians is None:
+            from .gaussians import GaussianPipeline
+
+            self._gaussians = GaussianPipeline(self.ctx, sort=self._sort, timing=self._timing)
+        return self._gaussians
+
+    def supports(self, scene) -> bool:
+        kind = getattr(scene, "kind", None)
+        if kind == "voxels":
+            return importlib.util.find_spec(f"{__name__}.voxels") is not None
+        return kind in _KINDS
+
+    def _prepare(self, scene, settings: RenderSettings):
+        kind = getattr(scene, "kind", None)
+        if not self.supports(scene):
+            raise ValueError(f"the GL backend cannot render a {kind!r} scene")
+        if kind == "gaussians4d":
+            scene = scene.slice(settings.time)
+        return scene
+
+    def render(self, scene, camera: Camera, settings: RenderSettings = RenderSettings()) -> Frame:
+        """Render and read back: Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] float32 tensors."""
+        scene = self._prepare(scene, settings)
+        if scene.kind == "voxels":
+            return self._voxels().render_voxels(self.ctx, scene, camera, settings, readback=True)
+        return self.gaussians.render(scene, camera, settings)
+
+    def draw(self, scene, camera: Camera, settings: RenderSettings = RenderSettings()):
+        """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
+
+        Row 0 of the texture is the top image row (OpenCV), so flip V when drawing it with GL's
+        bottom-left texture origin.
+        """
+        scene = self._prepare(scene, settings)
+        if scene.kind == "voxels":
+            mod = self._voxels()
+            if hasattr(mod, "draw_voxels"):
+                return mod.draw_voxels(self.ctx, scene, camera, settings)
+            frame = mod.render_voxels(self.ctx, scene, camera, settings, readback=False)
+            return frame.extras.get("texture"), frame.stats
+        tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False)
+        return tex, stats
+
+    def _voxels(self):
+        if self._voxels_mod is None:
+            self._voxels_mod = importlib.import_module(f"{__name__}.voxels")
+        return self._voxels_mod
+
+    def resource_stats(self) -> dict:
+        """GPU memory this renderer holds: {'objects': n, 'bytes': b}."""
+        return self._gaussians.resource_stats() if self._gaussians else {"objects": 0, "bytes": 0}
+
+    def release(self) -> None:
+        """Free every buffer (and the context when this renderer made it)."""
+        if self._gaussians is not None:
+            self._gaussians.release()
+            self._gaussians = None
+        if self.owns_ctx and self.ctx is not None:
+            from .shaders import forget_context
+
+            forget_context(self.ctx)
+            self.ctx.release()
+            self.ctx = None
+
+
+__all__ = ["GLRenderer", "gl_available", "GLStageError", "ShaderCompileError", "check_error", "FrameStats",
+           "Frame"]

@@ -40,9 +40,9 @@ class Scratch:
         nbytes = max(int(nbytes), 16)
         buf = self.buffers.get(name)
         if buf is None or buf.size < nbytes:
+            size = nbytes if buf is None else max(nbytes, int(buf.size * 1.5))
             if buf is not None:
                 buf.release()
-            size = nbytes if buf is None else max(nbytes, int(buf.size * 1.5))
             buf = self.buffers[name] = self.ctx.buffer(reserve=(size + 15) // 16 * 16)
         return buf
 

@@ -13,6 +13,8 @@ all blended with the same weights alpha_i T_i.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -24,7 +26,10 @@ ALPHA_THRESHOLD = 1.0 / 255.0
 T_THRESHOLD = 1e-4
 
 BLOCK = 32  # Gaussians per tile per round
-MAX_ELEMS = 1 << 21  # cap on tiles * B * pixels per dense chunk (keeps temporaries in cache-sized pieces)
+MAX_ELEMS = 1 << 20  # cap on tiles * B * pixels per dense chunk (keeps temporaries cache-sized)
+
+# alpha_fn(gid [Ta, B], px [Ta, tile], py [Ta, tile]) -> alpha [Ta, B, tile*tile], 0 where skipped
+AlphaFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 
 def rasterize(
@@ -49,18 +54,78 @@ def rasterize(
     Returns:
         image: Tensor  # [H, W, C]
         alpha: Tensor  # [H, W, 1], 1 - final T
-        counters: dict with "tile_pairs" (pairs binned) and "blended_pairs" (pairs that
-            contributed to at least one pixel)
+        counters: dict with "tile_pairs" (pairs binned), "blended_pairs" (pairs that contributed
+            to at least one pixel) and "evaluated_pairs" (pairs left after the exact cull)
     """
     if tile != bins.tile:
         raise ValueError(f"tile size {tile} differs from the bins' {bins.tile}")
-    device, dtype = means2d.device, means2d.dtype
+    ids, counts = _cull_pairs(bins, means2d, conics, opacities, width, height)
+    fn = _gaussian_alpha_fn(means2d, conics, opacities)
+    return _blend(fn, features, bins, ids, counts, width, height, background, block)
+
+
+def blend_tiles(alpha_fn: AlphaFn, features: Tensor, bins: TileBins, width: int, height: int,
+                background: Tensor | None = None, block: int = BLOCK) -> tuple[Tensor, Tensor, dict]:
+    """The tile blender for any splat primitive: the same stop rule, weights and outputs as rasterize.
+
+    Args:
+        alpha_fn: fn(gid [Ta, B] long, px [Ta, tile], py [Ta, tile] pixel-centre coordinates of the
+            tiles' columns and rows) -> alpha [Ta, B, tile*tile] (pixels row-major inside a tile),
+            already min(0.99, ...) and 0 where the primitive is skipped. Entries past the end of a
+            tile's list are masked here (their gid repeats a valid id).
+        features: Tensor  # [N, C]
+        bins: TileBins of the N primitives
+    Returns:
+        (image [H, W, C], alpha [H, W, 1], counters) as rasterize.
+    """
+    def fn(gid: Tensor, in_list: Tensor, px: Tensor, py: Tensor) -> Tensor:
+        a = alpha_fn(gid, px, py)
+        return torch.where(in_list[..., None], a, torch.zeros((), dtype=a.dtype, device=a.device))
+
+    return _blend(fn, features, bins, bins.ids, bins.counts, width, height, background, block)
+
+
+def _gaussian_alpha_fn(means2d: Tensor, conics: Tensor, opacities: Tensor):
+    """fn(gid, in_list, px, py) -> alpha [Ta, B, P] of 2D Gaussians, 0 where skipped or padded."""
+    zero = torch.zeros((), dtype=means2d.dtype, device=means2d.device)
+
+    def fn(gid: Tensor, in_list: Tensor, px: Tensor, py: Tensor) -> Tensor:
+        ta, b = gid.shape
+        mx, my = means2d[gid, 0][..., None], means2d[gid, 1][..., None]  # [Ta, B, 1]
+        ca, cb, cc = (conics[gid, k][..., None] for k in range(3))
+        o = torch.where(in_list, opacities[gid], zero)[..., None]  # padding: o = 0 -> skipped
+        dx = px[:, None, :] - mx  # [Ta, B, tile(x)]; the sign of d does not change power
+        dy = py[:, None, :] - my  # [Ta, B, tile(y)]
+        qx = (-0.5 * ca) * dx * dx
+        qy = (-0.5 * cc) * dy * dy
+        # power = -1/2 (a dx^2 + c dy^2) - b dx dy, separable per tile row and column.
+        power = torch.addcmul(qy[..., :, None] + qx[..., None, :], (cb * dy)[..., :, None],
+                              dx[..., None, :], value=-1.0).reshape(ta, b, -1)  # [Ta, B, P]
+        if torch.is_grad_enabled():
+            alpha = torch.clamp_max(o * torch.exp(power), MAX_ALPHA)
+            with torch.no_grad():
+                ok = (alpha >= ALPHA_THRESHOLD) & (power <= 0)
+            return torch.where(ok, alpha, zero)
+        # Same values, computed in place (no autograd to feed).
+        bad = power > 0
+        alpha = power.exp_().mul_(o).clamp_max_(MAX_ALPHA)
+        return alpha.masked_fill_(bad | (alpha < ALPHA_THRESHOLD), 0.0)
+
+    return fn
+
+
+def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tensor, width: int, height: int,
+           background: Tensor | None, block: int) -> tuple[Tensor, Tensor, dict]:
+    """Rounds of front-to-back blending over the per-tile lists (ids, counts); see the module doc."""
+    device, dtype = features.device, features.dtype
     n_ch = features.shape[-1]
-    features = features.to(dtype)
+    tile = bins.tile
     tx_n, ty_n = bins.tiles_x, bins.tiles_y
     n_tiles, npx = tx_n * ty_n, tile * tile
+    zero = torch.zeros((), dtype=dtype, device=device)
+    grad = torch.is_grad_enabled()
 
-    # Pixel centres of each tile along x and y (row-major pixels inside a tile: index = y*tile+x).
+    # Pixel centres of each tile along x and y (pixels inside a tile are row-major: y * tile + x).
     offs = torch.arange(tile, device=device)
     tiles = torch.arange(n_tiles, device=device)
     px_int = (tiles % tx_n)[:, None] * tile + offs  # [T, tile]
@@ -70,83 +135,142 @@ def rasterize(
     # Pixels past the image edge start "done", so that edge tiles can still retire early.
     outside = ((py_int >= height)[:, :, None] | (px_int >= width)[:, None, :]).reshape(n_tiles, npx)
 
-    counts, start, ids = bins.counts, bins.tile_start, bins.ids
+    start = torch.zeros(n_tiles + 1, dtype=torch.long, device=device)
+    start[1:] = torch.cumsum(counts, 0)
     n_pairs = ids.numel()
 
     active = torch.nonzero(counts > 0, as_tuple=False).flatten()
-    trans = torch.ones(active.numel(), npx, device=device, dtype=dtype)  # carried T
     done = outside[active]
+    # Carried T; done pixels carry 0 so that nothing more blends into them, and keep their
+    # final T in `saved`.
+    trans = torch.where(done, zero, torch.ones(active.numel(), npx, device=device, dtype=dtype))
+    saved = torch.ones_like(trans)
     arange_b = torch.arange(block, device=device)
 
-    out_tiles, out_rgb = [], []  # contributions per round
+    out_tiles, out_feat = [], []  # contributions per round
     fin_tiles, fin_trans = [], []  # T of tiles as they retire
     blended = torch.zeros((), dtype=torch.long, device=device)
+    per_chunk = max(1, MAX_ELEMS // (block * npx))
     r = 0
     while active.numel() > 0:
-        per_chunk = max(1, MAX_ELEMS // (block * npx))
-        next_parts = []
+        parts = []
         for c0 in range(0, active.numel(), per_chunk):
-            act = active[c0:c0 + per_chunk]
-            t_in = trans[c0:c0 + per_chunk]
-            d_in = done[c0:c0 + per_chunk]
+            sl = slice(c0, c0 + per_chunk)
+            act, t_in, d_in, s_in = active[sl], trans[sl], done[sl], saved[sl]
             pos = start[act][:, None] + r * block + arange_b  # [Ta, B]
             in_list = pos < start[act + 1][:, None]
             gid = ids[pos.clamp(max=n_pairs - 1)]
+            alpha = alpha_fn(gid, in_list, px[act], py[act])  # [Ta, B, P]
 
-            mx, my = means2d[gid, 0], means2d[gid, 1]  # [Ta, B]
-            ca, cb, cc = conics[gid, 0], conics[gid, 1], conics[gid, 2]
-            dx = px[act][:, None, :] - mx[..., None]  # [Ta, B, tile] (sign irrelevant to power)
-            dy = py[act][:, None, :] - my[..., None]
-            # power = -1/2 (a dx^2 + c dy^2) - b dx dy, separable in x and y per tile row/column.
-            qx = (-0.5 * ca[..., None]) * dx * dx  # [Ta, B, tile]
-            qy = (-0.5 * cc[..., None]) * dy * dy
-            power = (qy[..., :, None] + qx[..., None, :]) - (cb[..., None] * dy)[..., :, None] * dx[..., None, :]
-            power = power.reshape(act.numel(), block, npx)  # [Ta, B, P]
-            alpha = torch.clamp_max(opacities[gid][..., None] * torch.exp(power), MAX_ALPHA)
+            # ts[:, k] = T_in prod_{i<k} (1 - alpha_i), the exact sequential product.
+            if grad:
+                ts = torch.cumprod(torch.cat([t_in[:, None, :], 1.0 - alpha], dim=1), dim=1)  # [Ta, B+1, P]
+                with torch.no_grad():
+                    keep = ts[:, 1:] >= T_THRESHOLD  # a prefix along B: T only decreases
+                    newly = ~keep[:, -1] & ~d_in  # pixels that hit the stop in this round
+                weights = torch.where(keep, alpha, zero) * ts[:, :-1]  # [Ta, B, P]
+                if bool(newly.any()):
+                    n_keep = keep.sum(dim=1, keepdim=True)
+                    t_last = ts.gather(1, n_keep).squeeze(1)  # T after the last blended Gaussian
+                else:
+                    t_last = ts[:, -1]
+            else:
+                ts = torch.empty(act.numel(), block + 1, npx, dtype=dtype, device=device)
+                ts[:, 0] = t_in
+                torch.sub(1.0, alpha, out=ts[:, 1:])
+                ts.cumprod_(1)
+                newly = (ts[:, -1] < T_THRESHOLD) & ~d_in
+                weights = alpha * ts[:, :-1]
+                t_last = ts[:, -1].clone()
+                if bool(newly.any()):  # undo what was blended at and after the stop, pixel by pixel
+                    ti, pi = newly.nonzero(as_tuple=True)
+                    col = ts[ti, :, pi]  # [S, B+1]
+                    keep_col = col[:, 1:] >= T_THRESHOLD
+                    t_last[ti, pi] = col.gather(1, keep_col.sum(1, keepdim=True)).squeeze(1)
+                    weights[ti, :, pi] = weights[ti, :, pi] * keep_col
+            t_out = torch.where(newly, zero, t_last)
+            s_out = torch.where(newly, t_last, s_in)
+            d_out = d_in | newly
             with torch.no_grad():
-                ok = (power <= 0) & (alpha >= ALPHA_THRESHOLD) & in_list[..., None] & ~d_in[:, None, :]
-            alpha = torch.where(ok, alpha, torch.zeros((), dtype=dtype, device=device))
-            # Sequential transmittance: Ts[:, k] = T_in prod_{i<k} (1 - alpha_i).
-            ts = torch.cumprod(torch.cat([t_in[:, None, :], 1.0 - alpha], dim=1), dim=1)  # [Ta, B+1, P]
-            with torch.no_grad():
-                keep = ts[:, 1:] >= T_THRESHOLD  # a prefix along B: T only decreases
-                n_keep = keep.sum(dim=1)  # [Ta, P]
-            a_eff = torch.where(keep, alpha, torch.zeros((), dtype=dtype, device=device))
-            weights = a_eff * ts[:, :-1]  # [Ta, B, P]
-            t_out = ts.gather(1, n_keep[:, None, :]).squeeze(1)  # T after the last kept Gaussian
-            with torch.no_grad():
-                blended += (a_eff > 0).any(dim=2).sum()
-                d_out = d_in | ~keep[:, -1]
+                blended += (weights.amax(dim=2) > 0).sum()
             out_tiles.append(act)
-            out_rgb.append(torch.bmm(weights.transpose(1, 2), features[gid]))  # [Ta, P, C]
+            out_feat.append(torch.bmm(features[gid].transpose(1, 2), weights))  # [Ta, C, P]
 
             with torch.no_grad():
                 retire = (counts[act] <= (r + 1) * block) | d_out.all(dim=1)
             if bool(retire.any()):
                 fin_tiles.append(act[retire])
-                fin_trans.append(t_out[retire])
+                fin_trans.append(torch.where(d_out[retire], s_out[retire], t_out[retire]))
             stay = ~retire
-            next_parts.append((act[stay], t_out[stay], d_out[stay]))
-        active = torch.cat([p[0] for p in next_parts])
-        trans = torch.cat([p[1] for p in next_parts])
-        done = torch.cat([p[2] for p in next_parts])
+            parts.append((act[stay], t_out[stay], d_out[stay], s_out[stay]))
+        active, trans, done, saved = (torch.cat([p[k] for p in parts]) for k in range(4))
         r += 1
 
-    color = torch.zeros(n_tiles, npx, n_ch, device=device, dtype=dtype)
+    color = torch.zeros(n_tiles, n_ch, npx, device=device, dtype=dtype)
     if out_tiles:
-        color = color.index_add(0, torch.cat(out_tiles), torch.cat(out_rgb))
+        color = color.index_add(0, torch.cat(out_tiles), torch.cat(out_feat))
     t_final = torch.ones(n_tiles, npx, device=device, dtype=dtype)
     if fin_tiles:
         t_final = t_final.index_copy(0, torch.cat(fin_tiles), torch.cat(fin_trans))
 
-    def to_image(x: Tensor) -> Tensor:  # [T, P, K] -> [H, W, K]
-        k = x.shape[-1]
-        x = x.reshape(ty_n, tx_n, tile, tile, k).permute(0, 2, 1, 3, 4)
+    def to_image(x: Tensor) -> Tensor:  # [T, K, P] -> [H, W, K]
+        k = x.shape[1]
+        x = x.reshape(ty_n, tx_n, k, tile, tile).permute(0, 3, 1, 4, 2)
         return x.reshape(ty_n * tile, tx_n * tile, k)[:height, :width]
 
     image = to_image(color)
-    t_img = to_image(t_final[..., None])
+    t_img = to_image(t_final[:, None, :])
     if background is not None:
         image = image + t_img * torch.as_tensor(background, device=device, dtype=dtype)
-    counters = {"tile_pairs": int(n_pairs), "blended_pairs": int(blended)}
+    counters = {"tile_pairs": bins.num_pairs, "blended_pairs": int(blended), "evaluated_pairs": int(n_pairs)}
     return image, 1.0 - t_img, counters
+
+
+@torch.no_grad()
+def _cull_pairs(bins: TileBins, means2d: Tensor, conics: Tensor, opacities: Tensor,
+                width: int, height: int) -> tuple[Tensor, Tensor]:
+    """Drop (Gaussian, tile) pairs whose alpha is below 1/255 at every pixel centre of the tile.
+
+    Such pairs contribute exactly nothing by the alpha < 1/255 rule, so dropping them changes no
+    pixel. The test is conservative: the minimum of the quadratic form q = -2 power over the box
+    spanned by the tile's pixel centres (clipped to the image) must exceed 2 ln(255 o) by a margin
+    far above float32 rounding. Order within each tile is kept.
+
+    Returns:
+        ids: Tensor  # [P'] long, per-tile lists concatenated, front to back
+        counts: Tensor  # [T] long
+    """
+    ids, counts = bins.ids, bins.counts
+    if ids.numel() == 0:
+        return ids, counts
+    device = ids.device
+    n_tiles, tile = bins.num_tiles, bins.tile
+    pair_tile = torch.repeat_interleave(torch.arange(n_tiles, device=device), counts)  # [P]
+    x0 = (pair_tile % bins.tiles_x) * tile
+    y0 = (pair_tile // bins.tiles_x) * tile
+    xl, xh = x0 + 0.5, torch.clamp_max(x0 + tile - 1, width - 1) + 0.5
+    yl, yh = y0 + 0.5, torch.clamp_max(y0 + tile - 1, height - 1) + 0.5
+    m = means2d.detach().double()[ids]
+    q3 = conics.detach().double()[ids]
+    o = opacities.detach().double()[ids]
+    a, b, c = q3[:, 0], q3[:, 1], q3[:, 2]
+    dxl, dxh, dyl, dyh = xl - m[:, 0], xh - m[:, 0], yl - m[:, 1], yh - m[:, 1]
+
+    def q(dx, dy):
+        return a * dx * dx + 2.0 * b * dx * dy + c * dy * dy
+
+    # Convex q: its minimum over the box is 0 if the mean lies inside, else on an edge, where it
+    # is the clamped 1D minimum along that edge.
+    edges = [
+        q(dxl, torch.clamp(-b * dxl / c, dyl, dyh)),  # x = left column, best y
+        q(dxh, torch.clamp(-b * dxh / c, dyl, dyh)),
+        q(torch.clamp(-b * dyl / a, dxl, dxh), dyl),  # y = top row, best x
+        q(torch.clamp(-b * dyh / a, dxl, dxh), dyh),
+    ]
+    qmin = torch.stack(edges).amin(0)
+    inside = (dxl <= 0) & (dxh >= 0) & (dyl <= 0) & (dyh >= 0)
+    qmin = torch.where(inside, torch.zeros_like(qmin), qmin)
+    limit = 2.0 * torch.log(torch.clamp_min(o * 255.0, 1e-30))  # alpha >= 1/255 needs q <= limit
+    live = qmin <= limit + 1e-3 + 1e-4 * limit.abs()
+    live &= torch.isfinite(qmin) | inside
+    return ids[live], torch.bincount(pair_tile[live], minlength=n_tiles)

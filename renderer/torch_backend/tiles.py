@@ -50,7 +50,8 @@ def tile_grid(width: int, height: int, tile: int = 16) -> tuple[int, int]:
     return (width + tile - 1) // tile, (height + tile - 1) // tile
 
 
-def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int, tile: int = 16) -> tuple[Tensor, Tensor]:
+def tile_rects(means2d: Tensor, radii: Tensor, width: int, height: int,
+               tile: int = 16) -> tuple[Tensor, Tensor]:
     """Tile rectangle of each primitive, as INRIA's getRect (REFERENCE 1.3).
 
     rect_min = clamp(floor((mu - r) / tile)), rect_max = clamp(floor((mu + r + tile - 1) / tile)),

@@ -33,6 +33,8 @@ _COLOR_PROPS = ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
 _PACKED = ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
 # For each index of the omitted largest quaternion component, the slots of the three stored ones.
 _OTHER_SLOTS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+# u8 SH value -> coefficient: n = 0 -> 0, 255 -> 1, else (u + 0.5)/256; value = (n - 0.5)*8.
+_SH_LUT = ((np.concatenate([[0.0], (np.arange(1, 255) + 0.5) / 256.0, [1.0]]) - 0.5) * 8.0).astype(np.float32)
 # Log scales are clamped to this range in the chunk bounds, as SuperSplat does ("values at infinity").
 LOG_SCALE_CLAMP = 20.0
 
@@ -217,9 +219,8 @@ def decode_arrays(path: Path) -> dict:
 
     f_rest = None
     if n_rest:
-        u = np.stack([header.element("sh").data[f"f_rest_{i}"] for i in range(n_rest)], 1)
-        t = np.where(u == 0, 0.0, np.where(u == 255, 1.0, (u.astype(np.float64) + 0.5) / 256.0))
-        f_rest = (t - 0.5) * 8.0
+        u = header.element("sh").data.view(np.uint8).reshape(n, n_rest)  # 45 packed uchar fields
+        f_rest = _SH_LUT[u]  # [N, n_rest] float32
     return {"n": n, "means": means, "quats": quats, "log_scales": log_scales, "colors": colors,
             "alpha": alpha, "f_rest": f_rest, "has_chunk_color": has_color, "comments": header.comments}
 
@@ -230,7 +231,7 @@ def read(path: Path) -> GaussianScene:
     d = decode_arrays(path)
     n = d["n"]
     k_rest = 0 if d["f_rest"] is None else d["f_rest"].shape[1] // 3
-    sh = np.zeros((n, 1 + k_rest, 3))
+    sh = np.empty((n, 1 + k_rest, 3), dtype=np.float32)
     sh[:, 0] = (d["colors"] - 0.5) / SH_C0
     if k_rest:
         sh[:, 1:] = d["f_rest"].reshape(n, 3, k_rest).transpose(0, 2, 1)  # channel-major -> [N,K,3]
@@ -292,8 +293,9 @@ def write(scene: GaussianScene, path: Path, **opts) -> dict:
     packed_position = pack111011(_normalize(means, pmin, pmax, ci))
     packed_scale = pack111011(_normalize(log_scales, smin, smax, ci))
     largest, others = pack_smallest_three(quats)
-    packed_rotation = (largest.astype(np.uint32) << np.uint32(30)) | (_quantize(others[:, 0], 10) << np.uint32(20)) \
-        | (_quantize(others[:, 1], 10) << np.uint32(10)) | _quantize(others[:, 2], 10)
+    packed_rotation = (largest.astype(np.uint32) << np.uint32(30)) \
+        | (_quantize(others[:, 0], 10) << np.uint32(20)) | (_quantize(others[:, 1], 10) << np.uint32(10)) \
+        | _quantize(others[:, 2], 10)
     c = _normalize(colors, cmin, cmax, ci)
     packed_color = (_quantize(c[:, 0], 8) << np.uint32(24)) | (_quantize(c[:, 1], 8) << np.uint32(16)) \
         | (_quantize(c[:, 2], 8) << np.uint32(8)) | _quantize(opac, 8)

@@ -1,0 +1,75 @@
+"""Statistics dock: frame rate, frame time per stage (FrameStats.stages_ms) and counters."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
+
+from ..messages import FrameRendered
+
+# Frames further apart than this are not one animation (the camera rested in between).
+MAX_INTERVAL_S = 0.5
+COUNTER_LABELS = {"visible": "Visible primitives", "tile_pairs": "Tile pairs"}
+
+
+class StatsPanel(QWidget):
+    """Shows the latest FrameRendered message; FPS is measured between presented frames."""
+
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        outer = QVBoxLayout(self)
+        top = QGroupBox("Frame")
+        self.form = QFormLayout(top)
+        self.labels: dict[str, QLabel] = {}
+        for key in ("FPS", "Frame time", "Resolution", "Backend"):
+            self.labels[key] = QLabel("–")
+            self.form.addRow(key, self.labels[key])
+        outer.addWidget(top)
+        self.stages_box = QGroupBox("Stages (ms)")
+        self.stages_form = QFormLayout(self.stages_box)
+        outer.addWidget(self.stages_box)
+        self.counters_box = QGroupBox("Counters")
+        self.counters_form = QFormLayout(self.counters_box)
+        outer.addWidget(self.counters_box)
+        outer.addStretch(1)
+        self._times: deque[float] = deque(maxlen=30)
+        self.fps: float | None = None
+        session.message.connect(self.on_message)
+
+    def on_message(self, msg):
+        if isinstance(msg, FrameRendered):
+            self.show_frame(msg)
+
+    def show_frame(self, msg: FrameRendered, now: float | None = None):
+        now = time.perf_counter() if now is None else now
+        if self._times and now - self._times[-1] > MAX_INTERVAL_S:
+            self._times.clear()
+        self._times.append(now)
+        if len(self._times) >= 2:
+            self.fps = (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+            self.labels["FPS"].setText(f"{self.fps:.1f}")
+        else:
+            self.labels["FPS"].setText(f"{1000.0 / max(msg.frame_ms, 1e-3):.1f} (one frame)")
+        self.labels["Frame time"].setText(f"{msg.frame_ms:.1f} ms")
+        moving = " (moving)" if msg.interactive else ""
+        self.labels["Resolution"].setText(f"{msg.width} x {msg.height}{moving}")
+        self.labels["Backend"].setText(msg.backend)
+        self._fill(self.stages_form, {k: f"{v:.2f}" for k, v in msg.stages_ms.items()})
+        counters = {COUNTER_LABELS.get(k, k): f"{v:,.0f}" for k, v in msg.counters.items()}
+        self._fill(self.counters_form, counters)
+
+    @staticmethod
+    def _fill(form: QFormLayout, rows: dict[str, str]):
+        # Reuse rows when the keys are the same (the common case), else rebuild.
+        label = QFormLayout.ItemRole.LabelRole
+        keys = [form.itemAt(i, label).widget().text() for i in range(form.rowCount())]
+        if keys != list(rows):
+            while form.rowCount():
+                form.removeRow(0)
+            for k, v in rows.items():
+                form.addRow(k, QLabel(v))
+            return
+        for i, v in enumerate(rows.values()):
+            form.itemAt(i, QFormLayout.ItemRole.FieldRole).widget().setText(v)

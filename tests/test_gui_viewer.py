@@ -1,0 +1,285 @@
+"""The viewer window under a virtual X display: drops, navigation, errors, modes and backends.
+
+Run with `xvfb-run -a .venv/bin/pytest tests/test_gui_viewer.py -q` (GL needs the xcb platform,
+not offscreen). The viewport is fixed at 320x240 so each frame stays cheap on llvmpipe.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not (os.environ.get("DISPLAY") or
+                                                            os.environ.get("WAYLAND_DISPLAY")):
+    pytest.skip("GUI tests need an X display (run under xvfb-run -a)", allow_module_level=True)
+
+import torch  # noqa: E402
+from conftest import psnr, random_gaussians, save_diff, shared_file  # noqa: E402
+from PySide6.QtCore import QEvent, QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QMouseEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
+
+from app.main_window import MainWindow  # noqa: E402
+from app.messages import StatusMessage  # noqa: E402
+from app.workers import running_threads  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+SCENE = "3dgs_ply/kacytran1122_try_iter7000_point_cloud.ply"
+SIZE = (320, 240)
+WAIT_MS = 60000  # generous: 8 helpers may share 2 cores while this runs
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path):
+    """Window layout and recent files go to a temporary INI file, not the user's."""
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
+    yield
+
+
+@pytest.fixture(autouse=True)
+def no_escaped_exceptions(monkeypatch):
+    """Fail if any exception reaches sys.excepthook (i.e. escaped to the event loop)."""
+    seen = []
+    monkeypatch.setattr(sys, "excepthook", lambda *exc: seen.append(exc))
+    yield seen
+    assert not seen, f"exceptions escaped to the event loop: {seen}"
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left():
+    yield
+    left = running_threads()
+    assert not left, f"threads still running after the test: {left}"
+
+
+def make_window(qtbot) -> MainWindow:
+    w = MainWindow(backend="gl")
+    qtbot.addWidget(w)
+    w.viewport.setFixedSize(*SIZE)
+    w.show()
+    qtbot.waitExposed(w)
+    return w
+
+
+@pytest.fixture
+def win(qtbot):
+    w = make_window(qtbot)
+    yield w
+    w.close()
+
+
+def drop_files(target, paths):
+    """Simulate a drag-and-drop of local files onto `target` (QDragEnterEvent then QDropEvent)."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(target.width() / 2, target.height() / 2)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(target, drop)
+    return drop
+
+
+def settle(qtbot, w: MainWindow):
+    """Wait until the camera rests and the backend delivered the full-resolution view."""
+    vp = w.viewport
+    vp.update()  # a torch view is asked for when the widget paints
+    qtbot.waitUntil(lambda: not vp.interactive and not w.session.loading and vp.frame_current(),
+                    timeout=WAIT_MS)
+
+
+def grab(qtbot, w: MainWindow) -> torch.Tensor:
+    """The viewport's framebuffer as [H, W, 3] float in [0, 1] (it repaints at full resolution)."""
+    settle(qtbot, w)
+    img = w.viewport.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
+    h, wd, bpl = img.height(), img.width(), img.bytesPerLine()
+    a = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)[:, : wd * 3]
+    return torch.from_numpy(a.reshape(h, wd, 3).astype(np.float32) / 255.0)
+
+
+def not_background(img: torch.Tensor, bg=(0.0, 0.0, 0.0)) -> float:
+    """Fraction of pixels differing from the background by more than 4/255."""
+    return float(((img - torch.tensor(bg)).abs().amax(-1) > 4 / 255).float().mean())
+
+
+@pytest.fixture
+def loaded(qtbot, win):
+    path = shared_file(SCENE)
+    drop_files(win, [path])
+    qtbot.waitUntil(lambda: win.session.scene is not None, timeout=WAIT_MS)
+    return win
+
+
+def test_drop_opens_file_and_renders(qtbot, win):
+    assert win.viewport.hint.isVisible()  # empty viewport explains what to do
+    path = shared_file(SCENE)
+    drop_files(win, [path])
+    assert win.session.loading or win.session.scene is not None
+    qtbot.waitUntil(lambda: win.session.scene is not None, timeout=WAIT_MS)
+    assert path.name in win.windowTitle()
+    assert len(win.session.scene) == 9080
+    assert not win.viewport.hint.isVisible()
+    img = grab(qtbot, win)
+    assert img.shape == (SIZE[1], SIZE[0], 3)
+    assert not_background(img) > 0.02, save_diff("gui_drop_blank", img, torch.zeros_like(img))
+    assert win.recent_files()[0].endswith(path.name)
+    assert win.scene_panel.info_labels["Primitives"].text() == "9,080"
+
+
+def test_mouse_drag_and_w_key_change_image(qtbot, loaded):
+    vp = loaded.viewport
+    before = grab(qtbot, loaded)
+    start, end = QPointF(100, 120), QPointF(160, 100)
+    for typ, pos, btn, btns in [
+        (QEvent.Type.MouseButtonPress, start, Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton),
+        (QEvent.Type.MouseMove, end, Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton),
+        (QEvent.Type.MouseButtonRelease, end, Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton),
+    ]:
+        QApplication.sendEvent(vp, QMouseEvent(typ, pos, vp.mapToGlobal(pos), btn, btns,
+                                               Qt.KeyboardModifier.NoModifier))
+    assert vp.interactive  # a move lowers the resolution until the camera rests
+    after_drag = grab(qtbot, loaded)
+    assert psnr(before, after_drag) < 30, save_diff("gui_drag_same", before, after_drag)
+
+    pose = loaded.session.rig.pose.copy()
+    qtbot.keyClick(vp, Qt.Key.Key_W)
+    assert np.dot(loaded.session.rig.eye - pose[:3, 3], pose[:3, 2]) > 0  # moved forward
+    after_w = grab(qtbot, loaded)
+    assert psnr(after_drag, after_w) < 45, save_diff("gui_w_same", after_drag, after_w)
+
+
+def test_broken_drop_shows_error_and_keeps_scene(qtbot, loaded, tmp_path):
+    before = grab(qtbot, loaded)
+    good_path = loaded.session.path
+    bad = tmp_path / "broken.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\n"
+                    b"end_header\n\x00\x01")
+    drop_files(loaded, [bad])
+    qtbot.waitUntil(lambda: loaded.error_box is not None, timeout=WAIT_MS)
+    box = loaded.error_box
+    assert box.isVisible() and "broken.ply" in box.windowTitle()
+    assert loaded.last_error and loaded.last_error in box.text()
+    assert loaded.last_error in loaded.statusBar().currentMessage()
+    box.close()  # the user dismisses the dialog
+    qtbot.waitUntil(lambda: loaded.error_box is None, timeout=5000)
+    assert loaded.session.path == good_path
+    assert "broken" not in loaded.windowTitle()
+    after = grab(qtbot, loaded)
+    assert psnr(before, after) > 40, save_diff("gui_broken_changed", before, after)
+
+
+def test_modes_sh_and_backends(qtbot, loaded):
+    if loaded.viewport.gl_error:
+        pytest.skip(f"GL backend unavailable here: {loaded.viewport.gl_error}")
+    panel = loaded.scene_panel
+    colour = grab(qtbot, loaded)
+
+    panel.mode.setCurrentIndex(panel.mode.findData("depth"))
+    assert loaded.session.settings.mode == "depth"
+    depth = grab(qtbot, loaded)
+    assert psnr(colour, depth) < 25, save_diff("gui_depth_like_colour", colour, depth)
+    panel.mode.setCurrentIndex(panel.mode.findData("rgb"))
+
+    panel.sh_degree.setValue(0)
+    assert loaded.session.settings.sh_degree == 0
+    sh0 = grab(qtbot, loaded)
+    assert float((sh0 - colour).abs().max()) > 2 / 255, save_diff("gui_sh0_same", colour, sh0)
+    panel.sh_degree.setValue(3)
+
+    panel.backend.setCurrentIndex(panel.backend.findData("torch"))
+    assert loaded.session.backend == "torch"
+    torch_img = grab(qtbot, loaded)
+    assert loaded.viewport.last_frame.backend == "torch"
+    p = psnr(colour, torch_img)
+    assert p > 38, save_diff("gui_torch_vs_gl", colour, torch_img)
+
+    # A mode the torch backend refuses: a status-bar notice, then colour again.
+    msgs = []
+    loaded.session.message.connect(lambda m: msgs.append(m) if isinstance(m, StatusMessage) else None)
+    panel.mode.setCurrentIndex(panel.mode.findData("ellipsoids"))
+    qtbot.waitUntil(lambda: loaded.session.settings.mode == "rgb", timeout=WAIT_MS)
+    assert any("ellipsoids" in m.text for m in msgs)
+    assert panel.mode.currentData() == "rgb"
+
+
+def test_screenshot_camera_json_and_layout(qtbot, loaded, tmp_path):
+    shot = tmp_path / "shot.png"
+    frame = loaded.save_screenshot(shot)
+    img = QImage(str(shot))
+    assert (img.width(), img.height()) == SIZE and (frame.width, frame.height) == SIZE
+
+    loaded.copy_camera()
+    cam = json.loads(QGuiApplication.clipboard().text())
+    assert (cam["width"], cam["height"]) == SIZE
+    assert {"fx", "fy", "cx", "cy"} <= cam.keys()
+    np.testing.assert_allclose(cam["T_world_camera"], loaded.session.rig.pose)
+
+    assert "W / S" in loaded.key_bindings_text()
+    loaded.stats_dock.hide()
+    loaded.close()
+    again = make_window(qtbot)
+    try:
+        assert not again.stats_dock.isVisible() and again.scene_dock.isVisible()
+        assert again.recent_files()[0].endswith(SCENE.split("/")[-1])
+    finally:
+        again.close()
+
+
+def test_cancel_load_keeps_window_usable(qtbot, win):
+    path = shared_file(SCENE)
+    win.session.open_path(path)
+    assert win.busy.isVisible() or not win.session.loading
+    win.session.cancel_load()
+    assert not win.busy.isVisible()
+    qtbot.waitUntil(lambda: not running_threads(), timeout=WAIT_MS)
+    qtbot.wait(50)  # let the dropped result arrive and be ignored
+    assert win.session.scene is None
+    assert "Cancelled" in win.statusBar().currentMessage()
+
+
+def test_mouse_and_keys_without_scene_do_nothing(qtbot, win):
+    vp = win.viewport
+    pos = QPointF(50, 50)
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseButtonPress, pos, vp.mapToGlobal(pos),
+                                           Qt.MouseButton.LeftButton, Qt.MouseButton.LeftButton,
+                                           Qt.KeyboardModifier.NoModifier))
+    QApplication.sendEvent(vp, QMouseEvent(QEvent.Type.MouseMove, pos + QPointF(10, 0),
+                                           vp.mapToGlobal(pos), Qt.MouseButton.NoButton,
+                                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
+    qtbot.keyClick(vp, Qt.Key.Key_W)
+    qtbot.keyClick(vp, Qt.Key.Key_F)
+    assert win.session.rig is None
+
+
+def test_gl_unavailable_falls_back_to_torch(qtbot, monkeypatch):
+    import renderer
+
+    real = renderer.get_renderer
+
+    def no_gl(name="torch", **kw):
+        if name == "gl":
+            raise RuntimeError("compute shaders unavailable (simulated)")
+        return real(name, **kw)
+
+    monkeypatch.setattr(renderer, "get_renderer", no_gl)
+    w = make_window(qtbot)
+    try:
+        notices = []
+        w.session.message.connect(lambda m: notices.append(m.text) if isinstance(m, StatusMessage) else None)
+        w.session.set_scene(random_gaussians(500, seed=2, sh_degree=1, log_scale=-3.0), "synthetic")
+        img = grab(qtbot, w)
+        assert w.session.backend == "torch" and w.scene_panel.backend.currentData() == "torch"
+        assert w.viewport.last_frame.backend == "torch"
+        assert any("GL backend unavailable" in t for t in notices)
+        assert not_background(img) > 0.01, save_diff("gui_fallback_blank", img, torch.zeros_like(img))
+    finally:
+        w.close()
