@@ -150,8 +150,13 @@ class Viewport(QOpenGLWidget):
             self.gl_error = (f"OpenGL {self.ctx.version_code / 100:.1f} has no compute shaders "
                              "(4.3 needed); using the torch backend")
             self._use_torch_instead()
-        self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
-        self._vao = self.ctx.vertex_array(self._blit, [])
+        try:
+            self._blit = self.ctx.program(vertex_shader=_BLIT_VS, fragment_shader=_BLIT_FS)
+            self._vao = self.ctx.vertex_array(self._blit, [])
+        except Exception as e:  # noqa: BLE001 - e.g. a GL 2.1 context: nothing can be shown
+            self.ctx = None
+            self._notice(f"the viewport cannot draw with this OpenGL ({e})")
+            return
         self._upload_tex = None
         ctx_q = self.context()
         if ctx_q is not None:

@@ -49,8 +49,11 @@ def parse_size(text: str) -> int:
         mult, t = 1_000, t[:-1]
     elif t.endswith("m"):
         mult, t = 1_000_000, t[:-1]
-    value = float(t) * mult
-    if not t or value < 0 or value != int(value):
+    try:
+        value = float(t) * mult
+    except ValueError:
+        value = -1.0
+    if not t or not math.isfinite(value) or value < 0 or value != int(value):
         raise ValueError(f"{text!r} is not a count like 10k, 1M or 2500")
     return int(value)
 

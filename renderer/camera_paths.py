@@ -155,7 +155,8 @@ def orbit(
     """One full turn around `up` through the box centre, looking at the centre.
 
     The distance is the smallest at which all 8 box corners project inside the image at
-    every azimuth, times `distance_factor` (>= 1 keeps the whole box in view; the margin
+    every frame's azimuth (and at 64 evenly spaced ones, so the framing does not depend on
+    the frame count), times `distance_factor` (>= 1 keeps the whole box in view; the margin
     leaves room for Gaussians that reach past their means). The same distance is used for
     every frame. Frames are spaced 360/n_frames degrees apart, the last one short of the
     first, so the video loops.

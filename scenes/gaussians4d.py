@@ -443,7 +443,9 @@ class Gaussian4DScene:
         means = self.means.index_select(0, idx) + vel * dt.unsqueeze(-1)
         opac = self.opacities.index_select(0, idx) * torch.exp(-temporal_q(dt, self._marginal_var(s_tt)))
         if self.model == "yang" and self.sh.shape[1] > 1:
-            t0, t1 = self.time_duration  # validate() guarantees it is set
+            if self.time_duration is None:
+                raise ValueError("this yang scene has time colour but no time_duration (t0, t1)")
+            t0, t1 = self.time_duration
             blocks = [self.sh[:, n].index_select(0, idx) for n in range(self.sh.shape[1])]
             sh = fold_time_sh(blocks, -dt, float(t1 - t0))
         else:

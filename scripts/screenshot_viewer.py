@@ -162,6 +162,17 @@ def main(argv=None) -> int:
         pump(app, lambda: False, 0.1)
         shot(mode if win.session.settings.mode == mode else f"{mode}_refused")
     win.scene_panel.mode.setCurrentIndex(win.scene_panel.mode.findData("rgb"))
+
+    # A file that fails to load: the dialog over the window (grab the whole X screen to see both).
+    bad = out / "broken.ply"
+    bad.write_bytes(b"ply\nformat binary_little_endian 1.0\nelement vertex 5\nproperty float x\nend_header\n")
+    win.session.open_path(bad)
+    pump(app, lambda: win.error_box is not None and win.error_box.isVisible())
+    pump(app, lambda: False, 0.3)
+    p = out / f"viewer_{name}_load_error_screen.png"
+    app.primaryScreen().grabWindow(0).save(str(p))
+    shots.append(p)
+    win.error_box.close()
     win.close()
     for p in shots:
         print(p)

@@ -1,18 +1,18 @@
 #version 430
 // gs_blend.comp: front-to-back alpha blending of each 16x16 tile's depth-sorted Gaussians.
-// One work group per tile; each invocation shades PPT pixels of one column (rows STEP apart), so
-// one texelFetch of a pair's record serves PPT pixels (fetches dominate on CPU rasterizers).
+// One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one
+// column, so one texelFetch of a pair's record serves PPT pixels (fetches dominate on CPU rasterizers).
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pairs
 //   blended); samplers pair0..pair2 (records, gs_common.glsl); images 0 out_rgba (rgba32f: colour
 //   after the mode's mapping, alpha), 1 out_depth (r32f: expected depth normalised by alpha).
-// Defines: PPT (pixels per invocation, divides 16), STEP = 16 / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
+// Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP = BLEND_TILE / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
 // renderCUDA; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4);
 // twin: renderer/torch_backend/rasterize.py. Colour map: colormap.glsl (twin renderer/colormap.py).
 #include "gs_common.glsl"
 #include "colormap.glsl"
 
-// STEP = 16 / PPT rows between an invocation's pixels, given as a define (a literal: layout needs one).
-layout(local_size_x = 16, local_size_y = STEP) in;
+// STEP (invocations per column) is given as a define: the layout qualifier needs a literal.
+layout(local_size_x = BLEND_TILE, local_size_y = STEP) in;
 
 layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
@@ -38,8 +38,8 @@ void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
     uint end = hist[tile * num_chunks + num_chunks - 1u];
     uint start = tile == 0u ? 0u : hist[tile * num_chunks - 1u];
-    int px = int(gl_WorkGroupID.x * TILE + gl_LocalInvocationID.x);
-    int py0 = int(gl_WorkGroupID.y * TILE + gl_LocalInvocationID.y);
+    int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
+    int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 
     float T[PPT];
     vec3 C[PPT];
@@ -48,7 +48,7 @@ void main() {
     int live = 0;
     for (int k = 0; k < PPT; ++k) {
         T[k] = 1.0; C[k] = vec3(0.0); D[k] = 0.0;
-        done[k] = px >= image_size.x || py0 + k * STEP >= image_size.y;
+        done[k] = px >= image_size.x || py0 + k >= image_size.y;
         live += done[k] ? 0 : 1;
     }
     float fx = float(px) + 0.5;
@@ -62,7 +62,7 @@ void main() {
         // selects are cheaper than ifs; one fetch of the record serves PPT pixels.
         live = 0;
         for (int k = 0; k < PPT; ++k) {
-            vec2 d = r0.xy - vec2(fx, float(py0 + k * STEP) + 0.5);
+            vec2 d = r0.xy - vec2(fx, float(py0 + k) + 0.5);
             float power = -0.5 * (r0.z * d.x * d.x + r1.x * d.y * d.y) - r0.w * d.x * d.y;
             float alpha = min(MAX_ALPHA, r1.y * exp(power));
             bool ok = !done[k] && power <= 0.0 && alpha >= ALPHA_MIN;
@@ -80,7 +80,7 @@ void main() {
     if (blended > 0u) atomicAdd(counters[1], blended);
 
     for (int k = 0; k < PPT; ++k) {
-        int py = py0 + k * STEP;
+        int py = py0 + k;
         if (px >= image_size.x || py >= image_size.y) continue;
         float a = 1.0 - T[k];
         float depth = a > DEPTH_EPS ? D[k] / a : 0.0;

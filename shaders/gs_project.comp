@@ -5,10 +5,12 @@
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel
 //   2 proj  vec4[3N]  out: projected record (gs_common.glsl)
-//   3 rects uvec2[N]  out: tile rectangle, packed (gs_common.glsl)
+//   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
 //   6 counters uint[] counters[0] += visible Gaussians
+// Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
+//   HAS_COVARS.
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
 #include "gs_common.glsl"
@@ -114,6 +116,26 @@ void main() {
 
     float op = opacity;
     if (mip != 0) op *= sqrt(max(det_orig / det, MIP_MIN_RATIO));
+    atomicAdd(counters[0], 1u);  // visible: passed the twin's culling (even if it blends nowhere)
+
+#if BLEND_TILE == 8
+    // Blend tiles of 8x8 px inside the 16 px rectangle, kept only where they can reach a pixel
+    // centre with alpha >= 1/255: o exp(-q/2) >= 1/255 <=> q <= 2 ln(255 o), whose ellipse spans
+    // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
+    // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
+    float k2 = 2.0 * log(255.0 * op);
+    if (!(k2 > 0.0)) { rmin = rmax = ivec2(0); }
+    else {
+        // A small relative margin leaves float-rounding borderline pixels to the exact test.
+        vec2 ext = sqrt(k2 * vec2(a, c)) * 1.0001 + 1e-3;
+        ivec2 lo8 = ivec2(ceil((mean2d - ext - 7.5) / 8.0));
+        ivec2 hi8 = ivec2(floor((mean2d + ext - 0.5) / 8.0)) + 1;
+        ivec2 grid8 = (image_size + 7) / 8;
+        rmin = clamp(max(2 * rmin, lo8), ivec2(0), grid8);
+        rmax = clamp(min(2 * rmax, hi8), ivec2(0), grid8);
+        rmax = max(rmax, rmin);
+    }
+#endif
 
     vec3 dir = normalize(mean - cam_pos);
     vec3 rgb = max(eval_sh(g, sh_k, sh_degree, dir) + 0.5, vec3(0.0));
@@ -128,5 +150,4 @@ void main() {
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     keys[g] = floatBitsToUint(zc);
     vals[g] = g;
-    atomicAdd(counters[0], 1u);
 }

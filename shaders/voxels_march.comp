@@ -184,8 +184,8 @@ const int DIMS[MLP_LAYERS + 1] = int[](MLP_DIMS);
 // dst = W src + b (ReLU except after the last layer); WREAD(i) reads the layer's i-th weight vec4.
 #define MLP_LAYER(NAME, WREAD)                                                                     \
 void NAME(int l, int boff, in vec4 src[MLP_MAXW4], out vec4 dst[MLP_MAXW4]) {                      \
-    int in4 = (DIMS[l] + 3) / 4;                                                                   \
-    int nout = DIMS[l + 1];                                                                        \
+    int in4 = (DIMS[l] + 3) / 4;                                                                    \
+    int nout = DIMS[l + 1];                                                                         \
     for (int g = 0; g < MLP_MAXW4; g++) dst[g] = vec4(0.0);                                        \
     for (int o = 0; o < nout; o++) {                                                               \
         float acc = mlp_b[boff + (o >> 2)][o & 3];                                                 \

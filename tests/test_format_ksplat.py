@@ -11,8 +11,8 @@ import torch
 from conftest import shared_file
 
 from scenes import SceneLoadError, load_scene
-from scenes.gaussians import SH_C0
 from scenes.formats.ksplat import _record_dtype, _sh_order
+from scenes.gaussians import SH_C0
 
 PLY = "3dgs_ply/kacytran1122_try_iter7000_point_cloud.ply"
 FILES = {
@@ -30,7 +30,8 @@ def ply():
 def _nearest(a: np.ndarray, b: np.ndarray) -> torch.Tensor:
     """For each row of a [N,3], the index of the nearest row of b [M,3]."""
     bt = torch.from_numpy(b).double()
-    out = [torch.cdist(torch.from_numpy(a[i:i + 2048]).double(), bt).argmin(1) for i in range(0, len(a), 2048)]
+    out = [torch.cdist(torch.from_numpy(a[i:i + 2048]).double(), bt).argmin(1)
+           for i in range(0, len(a), 2048)]
     return torch.cat(out)
 
 

@@ -8,9 +8,9 @@ import torch
 from conftest import random_gaussians, shared_file
 
 from scenes import SceneLoadError, detect_format, load_scene, save_scene
-from scenes.gaussians import SH_C0
 from scenes.formats import splat as splat_fmt
 from scenes.formats._quant import quat_angle_deg
+from scenes.gaussians import SH_C0
 
 
 def test_luma_seal_decodes():

@@ -12,9 +12,9 @@ import zstandard
 from conftest import random_gaussians, shared_file
 
 from scenes import GaussianScene, SceneLoadError, load_scene, save_scene
-from scenes.gaussians import SH_C0
 from scenes.formats import spz as spz_fmt
 from scenes.formats._quant import quat_angle_deg
+from scenes.gaussians import SH_C0
 
 BIKER = "spz/biker.spz"
 FIX = "codec_fixtures_splat_transform/minimal{}.spz"
@@ -35,7 +35,7 @@ def _v4_blob(n: int, degree: int, streams: list[bytes], version: int = 4, flags:
     cctx = zstandard.ZstdCompressor()
     comp = [cctx.compress(s) for s in streams]
     head = b"NGSP" + struct.pack("<IIBBBBI", version, n, degree, 12, flags, len(comp), 32) + bytes(12)
-    toc = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams))
+    toc = b"".join(struct.pack("<QQ", len(c), len(s)) for c, s in zip(comp, streams, strict=True))
     return head + toc + b"".join(comp)
 
 

@@ -254,3 +254,13 @@ def test_renderer_refusal_is_bad_input_and_leaves_no_file(tiny_ply, tmp_path, ca
     rc, _, err = _render(capsys, tiny_ply, "-o", out, "--size", "64x48", "--frames", "3")
     assert rc == 2 and len(err) == 1 and "cannot render this: mode sepia" in err[0]
     assert not out.exists()
+
+
+def test_default_backend_is_gl_where_available(tiny_ply, tmp_path, capsys):
+    gl_ok, _ = cmd_render.gl_status()
+    rc, _, err = _render(capsys, tiny_ply, "-o", tmp_path / "d.png", "--size", "64x48")
+    assert rc == 0, err
+    if gl_ok:
+        assert len(err) == 1 and "gl backend" in err[0]
+    else:
+        assert len(err) == 2 and "using the torch backend" in err[0] and "torch backend" in err[1]

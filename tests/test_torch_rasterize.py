@@ -32,11 +32,11 @@ def one_thread():
 
 # --------------------------------------------------------------------------- brute force references
 
-def brute_rects(means2d: np.ndarray, radii: np.ndarray, width: int, height: int) -> list[tuple[int, int, int, int]]:
+def brute_rects(means2d: np.ndarray, radii: np.ndarray, width: int, height: int) -> list[tuple[int, ...]]:
     """INRIA getRect per primitive, plain Python: (x0, y0, x1, y1) in tiles, max exclusive."""
     gx, gy = math.ceil(width / TILE), math.ceil(height / TILE)
     out = []
-    for (mx, my), r in zip(means2d.tolist(), radii.tolist()):
+    for (mx, my), r in zip(means2d.tolist(), radii.tolist(), strict=True):
         rx, ry = (r, r) if np.isscalar(r) else r
         if rx <= 0 or ry <= 0:
             out.append((0, 0, 0, 0))
@@ -210,7 +210,8 @@ def test_rasterize_float64_agrees_tightly():
     p, rgb, opac = project_scene(scene, cam, "classic", 1)
     bins = bin_tiles(p.means2d, p.radii, p.depths, p.valid, W, H)
     img, alpha, _ = rasterize(p.means2d, p.conics, opac, rgb, bins, W, H)
-    ref_img, ref_alpha, _ = brute_render(p.means2d, p.conics, opac, rgb, p.radii, p.depths, p.valid, W, H, 0.0)
+    ref_img, ref_alpha, _ = brute_render(p.means2d, p.conics, opac, rgb, p.radii, p.depths, p.valid,
+                                         W, H, 0.0)
     assert img.dtype == torch.float64
     check_close("raster_f64", img, ref_img, tol=1e-9)
     check_close("raster_f64_alpha", alpha, ref_alpha, tol=1e-9)
@@ -291,7 +292,8 @@ def test_render_gaussians_points_mode_and_unsupported():
     W, H = 40, 30
     scene = random_gaussians(60, seed=2, sh_degree=1, log_scale=-3.0)
     cam = orbit_camera(width=W, height=H)
-    fr = render_gaussians(scene, cam, RenderSettings(mode="points", point_size=1.5, background=(0, 0, 1)), "cpu")
+    settings = RenderSettings(mode="points", point_size=1.5, background=(0, 0, 1))
+    fr = render_gaussians(scene, cam, settings, "cpu")
     assert fr.rgb.shape == (H, W, 3)
     covered = fr.alpha[..., 0] > 0
     assert 0 < int(covered.sum()) < W * H

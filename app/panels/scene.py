@@ -23,6 +23,8 @@ from ..session import BACKENDS, MODES, Session, describe_scene
 
 MODE_LABELS = {"rgb": "Colour", "depth": "Depth", "alpha": "Alpha", "ellipsoids": "Ellipsoids",
                "points": "Points"}
+INFO_ROWS = ("File", "Format", "Kind", "Primitives", "SH degree", "Bounds min", "Bounds max", "Memory",
+             "Load time", "Up")  # the keys of session.describe_scene
 AA_LABELS = {"classic": "Classic (0.3 px dilation)", "mip": "Mip filter (opacity compensated)"}
 
 
@@ -91,16 +93,16 @@ class ScenePanel(QWidget):
             self.sync_info()
 
     def sync_info(self):
-        """Rebuild the facts about the open scene."""
-        while self.info_form.rowCount():
-            self.info_form.removeRow(0)
-        self.info_labels.clear()
+        """Show the facts about the open scene (rows are made once and only relabelled: deleting
+        widgets that Qt has a queued show pending for crashes)."""
         facts = describe_scene(self.session) or {"File": "(none)"}
-        for k, v in facts.items():
-            lab = QLabel(v)
-            lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-            self.info_labels[k] = lab
-            self.info_form.addRow(k, lab)
+        for k in INFO_ROWS:
+            if k not in self.info_labels:
+                lab = QLabel()
+                lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+                self.info_labels[k] = lab
+                self.info_form.addRow(k, lab)
+            self.info_labels[k].setText(facts.get(k, "–"))
         self.sync()
 
     def sync(self):

@@ -27,11 +27,15 @@ class StatsPanel(QWidget):
             self.labels[key] = QLabel("–")
             self.form.addRow(key, self.labels[key])
         outer.addWidget(top)
+        # One label per box, filled with a small table: rows come and go with the backend, and
+        # rebuilding form rows (deleting widgets) races with Qt's queued show of new ones.
         self.stages_box = QGroupBox("Stages (ms)")
-        self.stages_form = QFormLayout(self.stages_box)
+        self.stages = QLabel("–")
+        QVBoxLayout(self.stages_box).addWidget(self.stages)
         outer.addWidget(self.stages_box)
         self.counters_box = QGroupBox("Counters")
-        self.counters_form = QFormLayout(self.counters_box)
+        self.counters = QLabel("–")
+        QVBoxLayout(self.counters_box).addWidget(self.counters)
         outer.addWidget(self.counters_box)
         outer.addStretch(1)
         self._times: deque[float] = deque(maxlen=30)
@@ -56,20 +60,17 @@ class StatsPanel(QWidget):
         moving = " (moving)" if msg.interactive else ""
         self.labels["Resolution"].setText(f"{msg.width} x {msg.height}{moving}")
         self.labels["Backend"].setText(msg.backend)
-        self._fill(self.stages_form, {k: f"{v:.2f}" for k, v in msg.stages_ms.items()})
+        stages = {k: f"{v:.2f}" for k, v in msg.stages_ms.items()}
+        if stages:
+            stages["total"] = f"{sum(msg.stages_ms.values()):.2f}"
+        self.stages.setText(_table(stages))
         counters = {COUNTER_LABELS.get(k, k): f"{v:,.0f}" for k, v in msg.counters.items()}
-        self._fill(self.counters_form, counters)
+        self.counters.setText(_table(counters))
 
-    @staticmethod
-    def _fill(form: QFormLayout, rows: dict[str, str]):
-        # Reuse rows when the keys are the same (the common case), else rebuild.
-        label = QFormLayout.ItemRole.LabelRole
-        keys = [form.itemAt(i, label).widget().text() for i in range(form.rowCount())]
-        if keys != list(rows):
-            while form.rowCount():
-                form.removeRow(0)
-            for k, v in rows.items():
-                form.addRow(k, QLabel(v))
-            return
-        for i, v in enumerate(rows.values()):
-            form.itemAt(i, QFormLayout.ItemRole.FieldRole).widget().setText(v)
+
+def _table(rows: dict[str, str]) -> str:
+    if not rows:
+        return "–"
+    body = "".join(f"<tr><td>{k}</td><td align='right'>&nbsp;&nbsp;{v}</td></tr>" for k, v in rows.items())
+    return f"<table>{body}</table>"
+

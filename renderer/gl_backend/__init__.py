@@ -25,19 +25,21 @@ class GLRenderer:
             moderngl.create_context()), or None to make a standalone EGL context.
         sort: "auto" | "gpu" | "cpu": where the Gaussians' depth sort runs (see gaussians.py).
         timing: StageTimer mode for FrameStats.stages_ms: "auto" | "wall" | "gl" | "off".
+        blend_tile: 8 (default, fewer pixel tests) or 16 (bins exactly as the torch twin).
     Raises:
         RuntimeError: when no OpenGL 4.3 context can be made (the message says why).
     """
 
     name = "gl"
 
-    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto"):
+    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto", blend_tile: int = 8):
         self.owns_ctx = ctx is None
         self.ctx = create_context() if ctx is None else ctx
         if self.ctx.version_code < 430:
             raise RuntimeError(f"the GL backend needs OpenGL 4.3, this context is {self.ctx.version_code}")
         self._sort = sort
         self._timing = timing
+        self._blend_tile = blend_tile
         self._gaussians = None
         self._voxels_mod = None
 
@@ -47,7 +49,8 @@ class GLRenderer:
         if self._gaussians is None:
             from .gaussians import GaussianPipeline
 
-            self._gaussians = GaussianPipeline(self.ctx, sort=self._sort, timing=self._timing)
+            self._gaussians = GaussianPipeline(self.ctx, sort=self._sort, timing=self._timing,
+                                               blend_tile=self._blend_tile)
         return self._gaussians
 
     def supports(self, scene) -> bool:

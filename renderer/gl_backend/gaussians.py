@@ -69,7 +69,7 @@ class _SceneBuffers:
                 geom[:, 2, :3] = scene.scales.detach().float().cpu().numpy()
             sh = np.ascontiguousarray(scene.sh.detach().float().cpu().numpy())
         # Non-finite rows would poison the sort; move them behind any camera (NaN fails z >= near).
-        bad = ~np.isfinite(geom.reshape(n, -1)).all(axis=1) | ~np.isfinite(sh.reshape(n, -1)).all(axis=1)
+        bad = ~np.isfinite(geom.reshape(n, 12)).all(axis=1) | ~np.isfinite(sh.reshape(n, self.k * 3)).all(axis=1)
         if bad.any():
             geom[bad] = 0.0
             geom[bad, 0, :3] = np.nan
@@ -94,14 +94,21 @@ class GaussianPipeline:
 
     sort: "gpu" (radix sort in compute), "cpu" (numpy argsort of the read-back keys) or "auto"
     (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
+    blend_tile: 16 bins exactly as the twin (16 px tiles); 8 bins into 8 px sub-tiles that the
+    Gaussian can reach with alpha >= 1/255 (same image, fewer pixel tests; tile_pairs then
+    counts 8 px tiles). pixels_per_thread: pixels one blend invocation shades.
     """
 
-    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", pixels_per_thread: int = 4):
+    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", blend_tile: int = 8,
+                 pixels_per_thread: int = 8):
         if sort not in ("auto", "gpu", "cpu"):
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
         self.ctx = ctx
         self.sort = "gpu" if sort == "auto" else sort
         self.timing = timing
+        if blend_tile not in (8, 16) or blend_tile % pixels_per_thread:
+            raise ValueError("blend_tile must be 8 or 16, and a multiple of pixels_per_thread")
+        self.blend_tile = blend_tile
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
         self.scene: _SceneBuffers | None = None
@@ -172,7 +179,8 @@ class GaussianPipeline:
         debug = debug_enabled()
         timer = StageTimer(ctx, self.timing, self.queries)
         W, H = int(camera.width), int(camera.height)
-        tiles_x, tiles_y = (W + TILE - 1) // TILE, (H + TILE - 1) // TILE
+        bt = self.blend_tile
+        tiles_x, tiles_y = (W + bt - 1) // bt, (H + bt - 1) // bt  # blend (and bin) grid
         num_tiles = tiles_x * tiles_y
         out_rgba = self._texture("out_rgba", (W, H), 4)
         out_depth = self._texture("out_depth", (W, H), 1)
@@ -200,7 +208,8 @@ class GaussianPipeline:
                     rects = self.scratch.get("rects", 8 * n)
                     keys = self.scratch.get("keys", 4 * n)
                     vals = self.scratch.get("vals", 4 * n)
-                    cs = compute_shader(ctx, "gs_project.comp", {"HAS_COVARS": 1} if sb.has_covars else None)
+                    defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {})}
+                    cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in enumerate((sb.geom, sb.sh, proj, rects, keys, vals, counters)):
                         b.bind_to_storage_buffer(i)
                     view = camera.T_camera_world.astype(np.float32)
@@ -209,7 +218,7 @@ class GaussianPipeline:
                         cs, n=n, view_rot=tuple(view[:3, :3].T.flatten()), view_trans=tuple(view[:3, 3]),
                         cam_pos=tuple(camera.position.astype(np.float32)),
                         intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy), image_size=(W, H),
-                        tiles=(tiles_x, tiles_y), near_far=(camera.near, min(camera.far, 3e38)),
+                        tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE), near_far=(camera.near, min(camera.far, 3e38)),
                         splat_scale=float(settings.splat_scale), mip=int(settings.antialias == "mip"),
                         sh_k=sb.k, sh_degree=degree)
                     cs.run(groups(n, 128))
@@ -260,7 +269,7 @@ class GaussianPipeline:
                     hist = self.scratch.get("bin_hist", 4 * num_tiles)
                     hist.clear()
                 pairs = self._pair_textures(max(n_pairs, 1))
-                cs = compute_shader(ctx, "gs_blend.comp", {"PPT": self.ppt, "STEP": 16 // self.ppt})
+                cs = compute_shader(ctx, "gs_blend.comp", {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt})
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
                 for i, t in enumerate(pairs):
@@ -295,7 +304,7 @@ class GaussianPipeline:
         self._last = {"num_tiles": num_tiles, "chunks": chunks, "n_pairs": n_pairs, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         stats = FrameStats(stages_ms=timer.results(), backend="gl", counters={
-            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1])})
+            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
         if upload_ms > 1.0:
             stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays

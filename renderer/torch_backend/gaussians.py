@@ -66,14 +66,17 @@ def render_gaussians(scene: GaussianScene, camera: Camera, settings: RenderSetti
     if scene.covars is not None:
         covars = scene.covars.to(device, dtype) * settings.splat_scale**2
     else:
-        covars = quat_scale_to_covar(scene.quats.to(device, dtype), scene.scales.to(device, dtype) * settings.splat_scale)
+        scales = scene.scales.to(device, dtype) * settings.splat_scale
+        covars = quat_scale_to_covar(scene.quats.to(device, dtype), scales)
     viewmat = torch.as_tensor(camera.T_camera_world, dtype=dtype, device=device)
     proj = project_gaussians(means, covars, viewmat, camera.fx, camera.fy, camera.cx, camera.cy, W, H,
                              near=camera.near, far=camera.far, antialias=settings.antialias, tile=TILE)
     vis = torch.nonzero(proj.valid, as_tuple=False).flatten()
     n_vis = int(vis.numel())
 
-    degree = scene.sh_degree if settings.sh_degree is None else max(0, min(settings.sh_degree, scene.sh_degree))
+    degree = scene.sh_degree
+    if settings.sh_degree is not None:
+        degree = max(0, min(settings.sh_degree, degree))
     sh = scene.sh.to(device, dtype)[vis]
     depths = proj.depths[vis]
     means2d = proj.means2d[vis]
@@ -102,7 +105,7 @@ def render_gaussians(scene: GaussianScene, camera: Camera, settings: RenderSetti
                                            background=torch.cat([bg, bg.new_zeros(1)]), tile=TILE)
         rgb_img, zsum = image[..., :3], image[..., 3:]
         has = alpha > DEPTH_EPS
-        depth = torch.where(has, zsum / torch.where(has, alpha, torch.ones_like(alpha)), torch.zeros_like(zsum))
+        depth = torch.where(has, zsum / torch.where(has, alpha, torch.ones_like(alpha)), 0.0)
         if settings.mode == "alpha":
             rgb_img = alpha + (1.0 - alpha) * bg
         elif settings.mode == "depth":

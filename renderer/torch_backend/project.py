@@ -122,7 +122,7 @@ def project_gaussians(
         h = 0.5 * (a + c)
         lam = h + torch.sqrt(torch.clamp_min(h * h - det, 0.1))
         radii_f = torch.ceil(3.0 * torch.sqrt(torch.clamp_min(lam, 0)))
-        radii_f = torch.where(valid, torch.nan_to_num(radii_f, nan=0.0, posinf=0.0), torch.zeros_like(radii_f))
+        radii_f = torch.where(valid, torch.nan_to_num(radii_f, nan=0.0, posinf=0.0), 0.0)
         radii_f = radii_f.clamp(max=2**30)
         rmin, rmax = tile_rects(means2d, radii_f, width, height, tile)
         touches = ((rmax - rmin) > 0).all(-1)

@@ -139,7 +139,10 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
     start[1:] = torch.cumsum(counts, 0)
     n_pairs = ids.numel()
 
+    # Tiles with the longest lists first: a chunk then holds tiles of similar length, and its block
+    # shrinks to the longest remaining list in it, so little work goes to padding.
     active = torch.nonzero(counts > 0, as_tuple=False).flatten()
+    active = active[torch.sort(counts[active], descending=True, stable=True).indices]
     done = outside[active]
     # Carried T; done pixels carry 0 so that nothing more blends into them, and keep their
     # final T in `saved`.
@@ -157,7 +160,8 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
         for c0 in range(0, active.numel(), per_chunk):
             sl = slice(c0, c0 + per_chunk)
             act, t_in, d_in, s_in = active[sl], trans[sl], done[sl], saved[sl]
-            pos = start[act][:, None] + r * block + arange_b  # [Ta, B]
+            b = min(block, int(counts[act[0]]) - r * block)  # act[0] has the longest list in the chunk
+            pos = start[act][:, None] + r * block + arange_b[:b]  # [Ta, b]
             in_list = pos < start[act + 1][:, None]
             gid = ids[pos.clamp(max=n_pairs - 1)]
             alpha = alpha_fn(gid, in_list, px[act], py[act])  # [Ta, B, P]
@@ -175,7 +179,7 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
                 else:
                     t_last = ts[:, -1]
             else:
-                ts = torch.empty(act.numel(), block + 1, npx, dtype=dtype, device=device)
+                ts = torch.empty(act.numel(), b + 1, npx, dtype=dtype, device=device)
                 ts[:, 0] = t_in
                 torch.sub(1.0, alpha, out=ts[:, 1:])
                 ts.cumprod_(1)

@@ -117,11 +117,14 @@ def read_exact(path: Path) -> bytes:
 
 
 def scene_from_arrays(path: Path, means: np.ndarray, quats: np.ndarray, scales: np.ndarray,
-                      opacities: np.ndarray, sh: np.ndarray, **kw):
+                      opacities: np.ndarray, sh: np.ndarray,
+                      check: tuple[str, ...] = ("means", "scales", "opacities", "sh"), **kw):
     """A GaussianScene from activated numpy arrays, dropping rows with NaN/inf or a zero quaternion.
 
     means [N,3], quats [N,4] (w,x,y,z; normalized here), scales [N,3] linear, opacities [N] in [0,1],
-    sh [N,K,3]. The number of dropped rows goes to meta["dropped_nonfinite"].
+    sh [N,K,3]. `check` names the arrays that may hold NaN/inf (decoded from floats on disk); arrays
+    decoded from integers are finite by construction and skipping them saves time on big scenes.
+    The number of dropped rows goes to meta["dropped_nonfinite"].
     """
     import torch
 
@@ -129,9 +132,10 @@ def scene_from_arrays(path: Path, means: np.ndarray, quats: np.ndarray, scales: 
 
     quats = normalize_quats(quats)
     n = len(means)
-    with np.errstate(invalid="ignore"):
-        ok = (np.isfinite(means).all(1) & np.isfinite(scales).all(1) & np.isfinite(opacities)
-              & np.isfinite(sh.reshape(n, -1)).all(1) & (np.abs(quats).sum(1) > 0))
+    arrays = {"means": means, "scales": scales, "opacities": opacities, "sh": sh}
+    ok = np.abs(quats).sum(1) > 0  # NaN or zero-length quaternions were zeroed by normalize_quats
+    for name in check:
+        ok &= np.isfinite(arrays[name].reshape(n, -1)).all(1)
     bad = int(n - ok.sum())
     meta = dict(kw.pop("meta", None) or {})
     if bad:

@@ -33,6 +33,8 @@ _COLOR_PROPS = ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
 _PACKED = ["packed_position", "packed_rotation", "packed_scale", "packed_color"]
 # For each index of the omitted largest quaternion component, the slots of the three stored ones.
 _OTHER_SLOTS = np.array([[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2]])
+# Its inverse: for each largest index, the column of [stored0, stored1, stored2, largest] per slot.
+_GATHER = np.array([[3, 0, 1, 2], [0, 3, 1, 2], [0, 1, 3, 2], [0, 1, 2, 3]])
 # u8 SH value -> coefficient: n = 0 -> 0, 255 -> 1, else (u + 0.5)/256; value = (n - 0.5)*8.
 _SH_LUT = ((np.concatenate([[0.0], (np.arange(1, 255) + 0.5) / 256.0, [1.0]]) - 0.5) * 8.0).astype(np.float32)
 # Log scales are clamped to this range in the chunk bounds, as SuperSplat does ("values at infinity").
@@ -41,16 +43,21 @@ LOG_SCALE_CLAMP = 20.0
 
 # ----------------------------------------------------------------------------- shared helpers
 
-def scene_from_arrays(path, means, quats, scales, opacities, sh, meta: dict) -> GaussianScene:
+def scene_from_arrays(path, means, quats, scales, opacities, sh, meta: dict,
+                      check_sh_rest: bool = True) -> GaussianScene:
     """Build a GaussianScene from activated numpy arrays, dropping non-finite rows.
 
     means [N,3], quats [N,4] wxyz (normalized here), scales [N,3] linear, opacities [N] in [0,1],
-    sh [N,K,3]. The number of rows dropped goes to meta["dropped_nonfinite"].
+    sh [N,K,3]. The number of rows dropped goes to meta["dropped_nonfinite"]. check_sh_rest=False
+    skips the finiteness test of coefficients 1.. (when they come from a finite lookup table).
     """
     n = len(means)
     sh = sh.reshape(n, -1, 3)
-    finite = (np.isfinite(means).all(1) & np.isfinite(quats).all(1) & np.isfinite(scales).all(1)
-              & np.isfinite(opacities) & np.isfinite(sh.reshape(n, -1)).all(1))
+    sh_checked = sh.reshape(n, -1) if check_sh_rest else sh[:, 0]
+    finite = np.isfinite(opacities)
+    for a in (means, quats, scales, sh_checked):
+        for j in range(a.shape[1]):  # column by column: .all(axis=1) over 3 columns is slow in numpy
+            finite &= np.isfinite(a[:, j])
     norm = np.linalg.norm(quats, axis=1)
     finite &= norm > 0
     dropped = int(n - finite.sum())
@@ -123,12 +130,9 @@ def pack_smallest_three(quats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def unpack_smallest_three(largest: np.ndarray, others: np.ndarray) -> np.ndarray:
     """Inverse of pack_smallest_three: largest [N] in 0..3, others [N,3] already in [-1/sqrt2, 1/sqrt2]."""
-    n = len(largest)
-    rows = np.arange(n)
-    q = np.empty((n, 4), dtype=np.float64)
-    q[rows[:, None], _OTHER_SLOTS[largest]] = others
-    q[rows, largest] = np.sqrt(np.maximum(0.0, 1.0 - (others * others).sum(1)))
-    return q
+    m = np.sqrt(np.maximum(0.0, 1.0 - (others * others).sum(1)))
+    ext = np.concatenate([others, m[:, None]], axis=1)  # [N, 4]: the three stored, then the largest
+    return np.take_along_axis(ext, _GATHER[largest], axis=1)
 
 
 def quat_angle_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -138,8 +142,9 @@ def quat_angle_error(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _unorm(v: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """Bits [shift, shift+bits) of uint32 v as float32 in [0, 1]."""
     m = (1 << bits) - 1
-    return ((v >> np.uint32(shift)) & np.uint32(m)).astype(np.float64) / m
+    return ((v >> np.uint32(shift)) & np.uint32(m)).astype(np.float32) / np.float32(m)
 
 
 def _quantize(t: np.ndarray, bits: int) -> np.ndarray:
@@ -188,34 +193,39 @@ def _check_header(path: Path, header: PlyHeader) -> tuple[int, bool, int]:
 
 
 def decode_arrays(path: Path) -> dict:
-    """Decode a compressed PLY into float64 arrays (means, quats, log_scales, colors, alpha, f_rest)."""
+    """Decode a compressed PLY into float32 arrays (means, quats, log_scales, colors, alpha, f_rest)."""
     header = parse_header(path)
     n, has_color, n_rest = _check_header(path, header)
     read_ply(path, header)
     ch = header.element("chunk").data
     v = header.element("vertex").data
-    ci = np.arange(n) // CHUNK
+    m_chunks = len(ch)
+    t_pad = np.zeros(m_chunks * CHUNK, dtype=np.float32)
 
     def lerp(lo_name: str, hi_name: str, t: np.ndarray) -> np.ndarray:
-        lo = ch[lo_name].astype(np.float64)[ci]
-        hi = ch[hi_name].astype(np.float64)[ci]
-        return lo * (1.0 - t) + hi * t
+        # Broadcast the chunk bounds over [chunks, 256] instead of gathering them per splat.
+        lo = ch[lo_name].astype(np.float32)[:, None]
+        hi = ch[hi_name].astype(np.float32)[:, None]
+        t_pad[:n] = t
+        tt = t_pad.reshape(m_chunks, CHUNK)
+        return (lo * (1.0 - tt) + hi * tt).reshape(-1)[:n]
 
     pos, rot, scl, col = (np.ascontiguousarray(v[p]) for p in _PACKED)
-    means = np.empty((n, 3))
-    log_scales = np.empty((n, 3))
+    means = np.empty((n, 3), dtype=np.float32)
+    log_scales = np.empty((n, 3), dtype=np.float32)
     for j, (ax, (shift, bits)) in enumerate(zip("xyz", [(21, 11), (11, 10), (0, 11)], strict=True)):
         means[:, j] = lerp(f"min_{ax}", f"max_{ax}", _unorm(pos, shift, bits))
         log_scales[:, j] = lerp(f"min_scale_{ax}", f"max_scale_{ax}", _unorm(scl, shift, bits))
 
     others = np.stack([_unorm(rot, s, 10) for s in (20, 10, 0)], 1)
-    quats = unpack_smallest_three((rot >> np.uint32(30)).astype(np.int64), (others - 0.5) * math.sqrt(2))
+    quats = unpack_smallest_three((rot >> np.uint32(30)).astype(np.int8),
+                                  (others - np.float32(0.5)) * np.float32(math.sqrt(2)))
 
     colors = np.stack([_unorm(col, s, 8) for s in (24, 16, 8)], 1)
     if has_color:
         for j, c in enumerate("rgb"):
             colors[:, j] = lerp(f"min_{c}", f"max_{c}", colors[:, j])
-    alpha = (col & np.uint32(0xFF)).astype(np.float64) / 255.0
+    alpha = (col & np.uint32(0xFF)).astype(np.float32) / np.float32(255.0)
 
     f_rest = None
     if n_rest:
@@ -239,7 +249,7 @@ def read(path: Path) -> GaussianScene:
             "has_chunk_color": d["has_chunk_color"], "comments": d["comments"]}
     with np.errstate(over="ignore"):
         scales = np.exp(d["log_scales"])
-    return scene_from_arrays(path, d["means"], d["quats"], scales, d["alpha"], sh, meta)
+    return scene_from_arrays(path, d["means"], d["quats"], scales, d["alpha"], sh, meta, check_sh_rest=False)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -282,9 +292,9 @@ def write(scene: GaussianScene, path: Path, **opts) -> dict:
     colors = sh[:, 0] * SH_C0 + 0.5
     ci = np.arange(n) // CHUNK
 
-    pmin, pmax = _chunk_minmax(means)
-    smin, smax = _chunk_minmax(log_scales)
-    cmin, cmax = _chunk_minmax(colors)
+    # Bounds are stored as float32: normalize against the rounded values the decoder will see.
+    pmin, pmax, smin, smax, cmin, cmax = (b.astype(np.float32).astype(np.float64) for b in (
+        *_chunk_minmax(means), *_chunk_minmax(log_scales), *_chunk_minmax(colors)))
 
     def pack111011(t: np.ndarray) -> np.ndarray:
         return (_quantize(t[:, 0], 11) << np.uint32(21)) | (_quantize(t[:, 1], 10) << np.uint32(11)) \

@@ -111,7 +111,8 @@ def read(path: Path):
         raise SceneLoadError(path, "the .ksplat header lists no sections")
     data_start = MAIN_HEADER + max_sections * SECTION_HEADER
     if max_sections > _MAX_SECTIONS or data_start > size:
-        raise SceneLoadError(path, f"the header lists {max_sections:,} sections but the file ({size:,} bytes) "
+        raise SceneLoadError(path, f"the header lists {max_sections:,} sections but the file "
+                                   f"({size:,} bytes) "
                                    "cannot hold their headers (truncated?)")
     sh_min, sh_max = _f32(head, 36), _f32(head, 40)
     # GaussianSplats3D / splat-transform: a zero (unset) bound falls back to the default range.
@@ -151,7 +152,7 @@ def read(path: Path):
     sh[:, 0] = rgb_to_dc(rgba[:, :3])
     meta = {"ksplat_version": f"{major}.{minor}", "ksplat_mode": mode, "ksplat_sections": len(sections)}
     return scene_from_arrays(path, parts["means"], parts["quats"], parts["scales"], rgba[:, 3].copy(), sh,
-                             meta=meta)
+                             check=("means", "scales", "sh"), meta=meta)
 
 
 def _read_section(path: Path, raw, size: int, h: bytes, s: int, offset: int, mode: int,
@@ -177,7 +178,8 @@ def _read_section(path: Path, raw, size: int, h: bytes, s: int, offset: int, mod
     if count == 0:
         return {"count": 0, "end": end}
     if end > size:
-        raise SceneLoadError(path, f"{where} needs {end - offset:,} bytes from offset {offset:,} but the file "
+        raise SceneLoadError(path, f"{where} needs {end - offset:,} bytes from offset {offset:,} but the "
+                                   "file "
                                    f"ends at {size:,} (truncated?)")
     rec = np.frombuffer(raw, dtype=dtype, count=count, offset=splat_start)
 
@@ -191,8 +193,8 @@ def _read_section(path: Path, raw, size: int, h: bytes, s: int, offset: int, mod
         centers = np.frombuffer(raw, dtype="<f4", count=n_buckets * 3, offset=offset + meta_bytes)
         centers = centers.reshape(n_buckets, 3)
         if bucket_bytes != 12:  # storage per bucket larger than the 3 floats: take the first 3
-            centers = np.frombuffer(raw, dtype=np.dtype([("c", "<f4", (3,)), ("pad", "V", bucket_bytes - 12)]),
-                                    count=n_buckets, offset=offset + meta_bytes)["c"]
+            padded = np.dtype([("c", "<f4", (3,)), ("pad", "V", bucket_bytes - 12)])
+            centers = np.frombuffer(raw, dtype=padded, count=n_buckets, offset=offset + meta_bytes)["c"]
         full_splats = full * capacity
         if full_splats + int(sizes.sum()) < count:
             raise SceneLoadError(path, f"{where}: its buckets hold fewer splats than its {count:,} splats")

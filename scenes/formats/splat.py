@@ -56,7 +56,8 @@ def read(path: Path):
         raise SceneLoadError(path, "the file could not be read completely")
     d = decode(rec)
     sh = d["dc"][:, None, :]
-    return scene_from_arrays(path, d["means"], d["quats"], d["scales"], d["opacities"], sh)
+    return scene_from_arrays(path, d["means"], d["quats"], d["scales"], d["opacities"], sh,
+                             check=("means", "scales"))  # colour, opacity, rotation are bytes
 
 
 def encode(means: np.ndarray, quats: np.ndarray, scales: np.ndarray, opacities: np.ndarray,
@@ -105,7 +106,8 @@ def write(scene, path: Path, **_opts) -> dict:
         "max_color_clip_error": worst(np.abs(np.clip(rgb, 0, 1) - rgb)),
         "colors_clipped": int(np.sum((rgb < 0) | (rgb > 1))),
         "max_opacity_error": worst(np.abs(back["opacities"] - opac)),
-        "max_rotation_error_deg": worst(quat_angle_deg(normalize_quats(back["quats"]), normalize_quats(quats))),
+        "max_rotation_error_deg": worst(quat_angle_deg(normalize_quats(back["quats"]),
+                                                       normalize_quats(quats))),
         "sh_bands_dropped": scene.sh_degree,
     }
 

@@ -1,0 +1,52 @@
+"""`radview bench` runs in-process and writes the numbers it prints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.cli import main
+from renderer.bench import parse_resolution, parse_size, synthetic_gaussians
+
+
+def test_bench_writes_json(tmp_path, capsys, gl_ctx):
+    out = tmp_path / "out.json"
+    rc = main(["bench", "--sizes", "2k", "--resolution", "128x96", "--frames", "2", "--json", str(out)])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "synthetic-2000" in table and "blend" in table
+    report = json.loads(out.read_text())
+    assert report["config"]["resolution"] == [128, 96]
+    rows = {r["backend"]: r for r in report["results"]}
+    assert set(rows) == {"gl", "torch"}
+    for name, r in rows.items():
+        assert r["n"] == 2000 and len(r["frames_ms"]) == 2
+        assert r["min_ms"] <= r["median_ms"]
+        assert {"project", "sort", "bin", "blend"} <= set(r["stages_ms"])
+        assert {"visible", "tile_pairs"} <= set(r["counters"])
+        other = "torch" if name == "gl" else "gl"
+        assert r["speedup_vs"][other] > 0
+    assert "readback" in rows["gl"]["stages_ms"]
+    assert "blended_samples" in rows["gl"]["counters"] and "blended_pairs" in rows["torch"]["counters"]
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["--sizes", "ten"], "not a count"),
+    (["--resolution", "800"], "not a resolution"),
+    (["--backends", "vulkan"], "unknown backend"),
+])
+def test_bad_input_exits_2(capsys, args, msg):
+    assert main(["bench", *args]) == 2
+    err = capsys.readouterr().err
+    assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_parsers_and_generator():
+    assert parse_size("10k") == 10_000 and parse_size("1M") == 1_000_000 and parse_size("2500") == 2500
+    assert parse_resolution("800x600") == (800, 600)
+    from conftest import random_gaussians
+
+    a, b = synthetic_gaussians(50, seed=4), random_gaussians(50, seed=4)
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        assert (getattr(a, name) == getattr(b, name)).all()
