@@ -130,9 +130,9 @@ class MainWindow(QMainWindow):
         v.addAction(self.stats_dock.toggleViewAction())
         v.addSeparator()
         # F and R are handled by the viewport's keyPressEvent; the menu shows them after a tab.
-        self._action(v, "&Frame Scene\tF", lambda: self._camera_action(self.session.frame_scene))
-        self._action(v, "&Reset Camera\tR", lambda: self._camera_action(self.session.reset_camera))
-        self._action(v, "Flip &Up Direction", lambda: self._camera_action(self.session.flip_up))
+        self._action(v, "&Frame Scene\tF", lambda: self.session.frame_scene())
+        self._action(v, "&Reset Camera\tR", lambda: self.session.reset_camera())
+        self._action(v, "Flip &Up Direction", lambda: self.session.flip_up())
         self.adaptive_action = self._action(v, "&Lower Resolution While Moving", self._toggle_adaptive,
                                             checkable=True)
         self.adaptive_action.setChecked(True)
@@ -143,9 +143,6 @@ class MainWindow(QMainWindow):
         self._action(h, "&Key Bindings", self.show_key_bindings, QKeySequence.StandardKey.HelpContents)
         self._action(h, "&About Radview", self.show_about)
 
-    def _camera_action(self, fn):
-        fn()
-        self.viewport.camera_moved()
 
     def _toggle_adaptive(self, on: bool):
         self.viewport.adaptive = bool(on)

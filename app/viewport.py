@@ -129,8 +129,8 @@ class Viewport(QOpenGLWidget):
         self.hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
 
         session.scene_changed.connect(self._on_scene_changed)
-        session.camera_changed.connect(self.update)
-        session.settings_changed.connect(self.update)
+        session.camera_changed.connect(self.view_changed)
+        session.settings_changed.connect(self.view_changed)
         self._on_scene_changed()
 
     # --- GL lifecycle ---------------------------------------------------------------------------
@@ -297,16 +297,19 @@ class Viewport(QOpenGLWidget):
                                             interactive=interactive, frame_ms=ms,
                                             stages_ms=dict(frame.stats.stages_ms),
                                             counters=dict(frame.stats.counters)))
-        if key != self._torch_shown and key != self._torch_wanted:
-            self._torch_wanted = key
-            self._torch_wanted_interactive = self.interactive
-            r = self.renderer("torch")
-            self._render_worker().submit(key, lambda: self._torch_render(r, scene, cam, settings))
+        self._request_torch(key, scene, cam, settings)
         shown = self._torch_shown
         if self._upload_tex is not None and shown is not None and shown[0] == id(scene):
             self._blit_texture(fbo, self._upload_tex)
         else:
             self._clear(fbo)
+
+    def _request_torch(self, key, scene, cam, settings):
+        if key != self._torch_shown and key != self._torch_wanted:
+            self._torch_wanted = key
+            self._torch_wanted_interactive = self.interactive
+            r = self.renderer("torch")
+            self._render_worker().submit(key, lambda: self._torch_render(r, scene, cam, settings))
 
     @staticmethod
     def _torch_render(r, scene, cam, settings):
@@ -346,19 +349,39 @@ class Viewport(QOpenGLWidget):
         """True while the torch worker has not delivered the view the widget last asked for."""
         return self._torch_wanted is not None or self._torch_ready is not None
 
-    def frame_current(self) -> bool:
-        """True when the picture on screen is the current view (torch frames arrive later)."""
-        scene = self.session.scene
-        backend = "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
-        if scene is None or backend != "torch":
-            return True
+    def effective_backend(self) -> str:
+        return "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
+
+    def _view(self):
+        """(camera at the render size, key of that view) for the session's current state."""
         W, H = self.physical_size()
         w, h = self.render_size()
         cam = self.session.camera(W, H)
         if (w, h) != (W, H):
             cam = cam.scaled(w, h)
-        key = self._frame_key(scene, cam, self.session.settings)
-        return self._torch_ready is None and self._torch_shown == key
+        return cam, self._frame_key(self.session.scene, cam, self.session.settings)
+
+    def frame_current(self) -> bool:
+        """True when the picture on screen is the current view (torch frames arrive later)."""
+        if self.session.scene is None or self.effective_backend() != "torch":
+            return True
+        return self._torch_ready is None and self._torch_shown == self._view()[1]
+
+    def view_changed(self):
+        """Camera, settings or scene changed. GL repaints now; torch asks its worker for the new view
+        and repaints when the frame arrives (repainting the old frame on every mouse move would
+        take CPU from the render)."""
+        scene = self.session.scene
+        if scene is None or self.ctx is None or self.effective_backend() != "torch":
+            self.update()
+            return
+        cam, key = self._view()
+        if self._torch_shown is None or self._torch_shown[0] != id(scene):
+            self.update()  # nothing of this scene on screen yet: clear it now
+        try:
+            self._request_torch(key, scene, cam, self.session.settings)
+        except Exception as e:  # noqa: BLE001 - e.g. the torch backend failing to build
+            self._notice(f"torch backend unavailable: {type(e).__name__}: {e}")
 
     def _upload(self, frame):
         rgb = frame.rgb.numpy()
@@ -396,7 +419,7 @@ class Viewport(QOpenGLWidget):
 
     def _on_scene_changed(self):
         self.hint.setVisible(self.session.scene is None)
-        self.update()
+        self.view_changed()
 
     def resizeEvent(self, e):
         super().resizeEvent(e)
@@ -408,17 +431,19 @@ class Viewport(QOpenGLWidget):
         """Mark the camera as moving: reduced resolution until it rests for IDLE_MS."""
         self.interactive = True
         self._idle.start()
-        self.update()
+        self.view_changed()
 
     def _on_idle(self):
         self.interactive = False
-        self.update()
+        self.view_changed()
 
     def _move(self, rig):
         if rig is None:
             return
+        # Moving first, so the view the new pose asks for is already the reduced-resolution one.
+        self.interactive = True
+        self._idle.start()
         self.session.set_rig(rig)
-        self.camera_moved()
 
     # --- mouse ----------------------------------------------------------------------------------
 
@@ -480,10 +505,8 @@ class Viewport(QOpenGLWidget):
             e.accept()
         elif k == Qt.Key_F:
             self.session.frame_scene()
-            self.camera_moved()
         elif k in (Qt.Key_R, Qt.Key_Home):
             self.session.reset_camera()
-            self.camera_moved()
         else:
             super().keyPressEvent(e)
 

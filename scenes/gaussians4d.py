@@ -34,7 +34,10 @@ The sliced GaussianScene carries `covars`; its `quats` are identity and its `sca
 standard deviations sqrt(diag Sigma3) (the half-extents / 3 of the ellipsoid's bounding box), so
 code that only wants an extent still gets a right one; the covariance comes from `covars`.
 
-Every step is a small function on [N, ...] tensors so the GLSL compute pass can mirror it 1:1.
+Every step is a small function on [N, ...] tensors so the GLSL compute pass can mirror it 1:1:
+rotor_matrix / yang_matrix (explicit entries; torch runs them as one GEMM, see _weights),
+condition, temporal_q, fold_time_sh. Note on Yang: early commits of that repo built R without the
+flip; REFERENCE/FORMATS (checked against its CUDA path) use the flip, and so does this module.
 """
 
 from __future__ import annotations

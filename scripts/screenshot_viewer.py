@@ -56,22 +56,27 @@ def settle(app, win) -> None:
 
 
 def measure(app, win, seconds: float, adaptive: bool) -> dict:
-    """Orbit continuously for `seconds`; presented frames per second and the render size used."""
+    """Orbit continuously for `seconds`, as a mouse drag does (a 2 px move every 16 ms whether or not
+    a frame is ready); presented frames per second and the render size the viewer chose."""
+    from PySide6.QtCore import QTimer
+
     vp = win.viewport
     vp.adaptive = adaptive
     settle(app, win)
-    n0, t0 = vp.frames_presented, time.perf_counter()
     sizes = []
-    while time.perf_counter() - t0 < seconds:
-        before = vp.frames_presented
-        vp.drag(4.0, 0.0)  # as if the mouse moved 4 px with the left button held
-        pump(app, lambda b=before: vp.frames_presented > b, 60)
-        if vp.last_frame is not None:
-            sizes.append((vp.last_frame.width, vp.last_frame.height, vp.last_frame.frame_ms))
+    vp.frame_presented.connect(lambda m: sizes.append((m.width, m.height, m.frame_ms, m.interactive)))
+    mouse = QTimer(interval=16)
+    mouse.timeout.connect(lambda: vp.drag(2.0, 0.0))
+    n0, t0 = vp.frames_presented, time.perf_counter()
+    mouse.start()
+    pump(app, lambda: time.perf_counter() - t0 > seconds, seconds + 5)
+    mouse.stop()
     dt = time.perf_counter() - t0
     frames = vp.frames_presented - n0
+    vp.frame_presented.disconnect()
     vp.adaptive = True
-    tail = sizes[len(sizes) // 2:] or sizes
+    moving = [s for s in sizes if s[3]] or sizes
+    tail = moving[len(moving) // 2:] or moving  # after the resolution has adapted
     return {"fps": frames / dt, "frames": frames,
             "size": f"{tail[-1][0]}x{tail[-1][1]}" if tail else "?",
             "frame_ms_median": sorted(s[2] for s in tail)[len(tail) // 2] if tail else math.nan}

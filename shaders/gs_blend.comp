@@ -3,7 +3,8 @@
 // One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one
 // column, so one texelFetch of a pair's record serves PPT pixels (fetches dominate on CPU rasterizers).
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pairs
-//   blended); samplers pair0..pair2 (records, gs_common.glsl); images 0 out_rgba (rgba32f: colour
+//   blended); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records,
+//   gs_common.glsl); images 0 out_rgba (rgba32f: colour
 //   after the mode's mapping, alpha), 1 out_depth (r32f: expected depth normalised by alpha).
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP = BLEND_TILE / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
 // renderCUDA; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4);
@@ -16,9 +17,10 @@ layout(local_size_x = BLEND_TILE, local_size_y = STEP) in;
 
 layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
-uniform sampler2D pair0;
-uniform sampler2D pair1;
-uniform sampler2D pair2;
+uniform usampler2D pair_ids;
+uniform sampler2D rec0;
+uniform sampler2D rec1;
+uniform sampler2D rec2;
 layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
 layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 
@@ -54,10 +56,10 @@ void main() {
     float fx = float(px) + 0.5;
     uint blended = 0u;
     for (uint p = start; p < end && live > 0; ++p) {
-        ivec2 pc = pair_coord(p);
-        vec4 r0 = texelFetch(pair0, pc, 0);
-        vec4 r1 = texelFetch(pair1, pc, 0);
-        vec4 r2 = texelFetch(pair2, pc, 0);
+        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
+        vec4 r0 = texelFetch(rec0, pc, 0);
+        vec4 r1 = texelFetch(rec1, pc, 0);
+        vec4 r2 = texelFetch(rec2, pc, 0);
         // Branch-free body: CPU rasterizers run every branch under a lane mask anyway, so
         // selects are cheaper than ifs; one fetch of the record serves PPT pixels.
         live = 0;

@@ -2,15 +2,15 @@
 // Bindings: none. Defines the projected-record layout (3 x vec4 per Gaussian) and pair-texture
 // addressing. Reference: REFERENCE.md section 1 (3DGS forward model); twin: renderer/torch_backend.
 //
-// Projected record of Gaussian g (proj[3g .. 3g+2], copied per (tile, Gaussian) pair into three
-// RGBA32F textures that the blend pass reads with texelFetch):
+// Projected record of Gaussian g, in three RGBA32F textures at texel pair_coord(g) (the blend
+// reads them with texelFetch through the per-pair Gaussian ids that binning writes):
 //   rec0 = (mean2d.x, mean2d.y, conic.a, conic.b)      conic = inverse dilated 2D covariance
 //   rec1 = (conic.c, opacity, power_min, id bits)      opacity includes the mip compensation;
 //                                                      power_min = ln(1 / (255 opacity));
 //                                                      id = uintBitsToFloat(g), for debugging/tests
 //   rec2 = (r, g, b, view-space depth)
 const uint TILE = 16u;
-const uint PAIR_TEX_W = 4096u;           // pair textures are PAIR_TEX_W wide
+const uint PAIR_TEX_W = 4096u;           // record and pair-id textures are PAIR_TEX_W wide
 const uint PAIR_TEX_SHIFT = 12u;
 const uint INVALID_KEY = 0xFFFFFFFFu;    // sort key of culled Gaussians: sorts last, never a depth
 

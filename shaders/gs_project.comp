@@ -4,11 +4,12 @@
 //   0 geom  vec4[3N]  per Gaussian (mean.xyz, opacity), then (quat wxyz) and (scale.xyz, 0),
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel
-//   2 proj  vec4[3N]  out: projected record (gs_common.glsl)
+//   images 0..2 rec0..rec2 (rgba32f, PAIR_TEX_W wide): out, projected record of Gaussian g at
+//            pair_coord(g) (gs_common.glsl)
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
-//   6 counters uint[] counters[0] += visible Gaussians
+//   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
 //   HAS_COVARS.
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
@@ -19,7 +20,9 @@ layout(local_size_x = 128) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
 layout(std430, binding = 1) readonly buffer SH { float sh[]; };
-layout(std430, binding = 2) writeonly buffer Proj { vec4 proj[]; };
+layout(rgba32f, binding = 0) writeonly uniform image2D rec0;
+layout(rgba32f, binding = 1) writeonly uniform image2D rec1;
+layout(rgba32f, binding = 2) writeonly uniform image2D rec2;
 layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
@@ -144,10 +147,14 @@ void main() {
     vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);
     // Below this exponent alpha = op * exp(power) < 1/255: lets the blend skip exp() cheaply.
     float power_min = op > 0.0 ? log(1.0 / (255.0 * op)) : 0.0;
-    proj[3u * g] = vec4(mean2d, conic.x, conic.y);
-    proj[3u * g + 1u] = vec4(conic.z, op, power_min, uintBitsToFloat(g));
-    proj[3u * g + 2u] = vec4(rgb, zc);
+    ivec2 rc = pair_coord(g);
+    imageStore(rec0, rc, vec4(mean2d, conic.x, conic.y));
+    imageStore(rec1, rc, vec4(conic.z, op, power_min, uintBitsToFloat(g)));
+    imageStore(rec2, rc, vec4(rgb, zc));
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
+    // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
+    uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);
+    if (touched > 0u) atomicAdd(counters[2], touched);
     keys[g] = floatBitsToUint(zc);
     vals[g] = g;
 }

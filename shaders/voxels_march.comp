@@ -14,8 +14,8 @@
 //   ubo 0 MLPB biases, ubo 1+l MLPW<l> weights of layer l (row-major, rows padded to vec4s), l < 6
 // Defines: G, C, COLOR_MODE (0 sigmoid(k0), 1 MLP, 2 SH), ACT (0 softplus+shift, 1 relu), SPARSE, HAS_MASK,
 //   PE, RGBNET_DIRECT, MLP_LAYERS, MLP_DIMS, MLP_MAXW4, MLP_W0..MLP_W5, MLP_B4, MLP_TEX.
-// Interpolation is a manual trilinear with texelFetch (grid_sample align_corners=True): hardware filtering
-// uses 8-bit weight fractions on GPUs (CUDA guide, "Linear Filtering") and llvmpipe, too coarse for parity.
+// Interpolation is a manual trilinear with texelFetch (grid_sample align_corners=True): GPU samplers weight
+// with 8 fractional bits (CUDA guide, "Linear Filtering"), too coarse for parity (llvmpipe's is exact).
 // References: REFERENCE.md 6; sunset1995/DirectVoxGO > lib/cuda/render_utils_kernel.cu (infer_t_minmax,
 // maskcache_lookup, alpha2weight: the crossing sample is kept), lib/dvgo.py (Raw2Alpha, forward);
 // sxyu/svox2 > svox2/svox2.py (_volume_render_gradcheck_lerp); SH constants: graphdeco-inria
@@ -64,7 +64,7 @@ layout(std140, binding = 0) uniform MLPB { vec4 mlp_b[MLP_B4]; };
 uniform sampler2D mlp_tex;
 #else
 // One block per layer, declared separately: an array of blocks indexed by the layer loop gave wrong
-// weights on llvmpipe (Mesa 23); MLP_W<l> is the layer's vec4 count.
+// weights on llvmpipe (LLVM 15); MLP_W<l> is the layer's vec4 count.
 layout(std140, binding = 1) uniform MLPW0 { vec4 mlp_w0[MLP_W0]; };
 #if MLP_LAYERS > 1
 layout(std140, binding = 2) uniform MLPW1 { vec4 mlp_w1[MLP_W1]; };
@@ -87,8 +87,8 @@ layout(std140, binding = 6) uniform MLPW5 { vec4 mlp_w5[MLP_W5]; };
 shared uint s_cnt[8];
 
 // log1p and expm1 accurate for tiny arguments, so that alpha near fast_color_thres matches torch's
-// softplus/expm1: a short series below 0.01 (error < 1e-10 relative), where log/exp near 1 would lose
-// the small part (llvmpipe's log(1 + 1e-7) is off by tens of percent).
+// softplus/expm1: a short series below 0.01 (relative error < 1e-8), where log/exp near 1 would lose
+// the small part (Kahan's log(u)*y/(u-1) still missed torch's alpha-skip decisions on llvmpipe).
 float log1p_(float y) {
     if (y < 0.01) return y * (1.0 - y * (0.5 - y * (1.0 / 3.0 - y * 0.25)));
     return log(1.0 + y);

@@ -31,11 +31,11 @@ from .sort import GROUP, Scratch, exclusive_scan, groups, radix_sort, scan_total
 
 TILE = 16
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
-# Tiles x chunks counters in the binning histogram. Every counter is zeroed and scanned each
-# frame, so fewer, longer chunks win on llvmpipe (measured at 800x800, 100k: 2^21 -> 712 ms,
-# 2^18 -> 412 ms, 2^14 -> 104 ms on a loaded 2-core machine); MIN_BIN_CHUNKS keeps lanes busy.
-MAX_BIN_HIST = 1 << 15
-MIN_BIN_CHUNKS = 16
+# Binning chunks: one invocation walks a chunk of depth-sorted Gaussians serially. llvmpipe ends
+# any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
+# chunks are sized for PAIRS_PER_CHUNK pairs on average (a 16x margin), and the binned pair count
+# is checked against the projection's count.
+PAIRS_PER_CHUNK = 4096
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
 
 
@@ -223,7 +223,8 @@ class GaussianPipeline:
                         sh_k=sb.k, sh_degree=degree)
                     cs.run(groups(n, 128))
                     ctx.memory_barrier()
-                    n_vis = int(np.frombuffer(counters.read(4), dtype=np.uint32)[0])
+                    cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
+                    n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
                 checkpoint("project")
 
                 stage = "sort"
@@ -234,31 +235,16 @@ class GaussianPipeline:
 
                 stage = "bin"
                 with timer.stage("bin"):
-                    if n_vis > 0:
-                        chunks = min(groups(n_vis, 64), max(MIN_BIN_CHUNKS, MAX_BIN_HIST // max(num_tiles, 1)))
-                        chunk = (n_vis + chunks - 1) // chunks
-                        chunks = (n_vis + chunk - 1) // chunk
-                        m = num_tiles * chunks
-                        hist = self.scratch.get("bin_hist", 4 * m)
-                        for i, b in enumerate((keys, vals, rects, proj, hist)):
-                            b.bind_to_storage_buffer(i)
-                        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles,
-                                   tiles_x=tiles_x)
-                        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
-                        set_uniforms(cs, **uni)
-                        cs.run(groups(chunks))
-                        ctx.memory_barrier()
-                        exclusive_scan(ctx, self.scratch, hist, m)
-                        n_pairs = scan_total(self.scratch, m)
-                        pairs = self._pair_textures(n_pairs)
-                        for i, b in enumerate((keys, vals, rects, proj, hist)):
-                            b.bind_to_storage_buffer(i)
-                        for i, t in enumerate(pairs):
-                            t.bind_to_image(i, read=False, write=True)
-                        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
-                        set_uniforms(cs, **uni)
-                        cs.run(groups(chunks))
-                        ctx.memory_barrier()
+                    if n_vis > 0 and expect_pairs > 0:
+                        chunks = min(n_vis, max(1, -(-expect_pairs // PAIRS_PER_CHUNK)))
+                        for _attempt in range(4):
+                            chunks, hist, n_pairs = self._bin(keys, vals, rects, proj, n_vis, chunks, num_tiles,
+                                                              tiles_x, expect_pairs)
+                            if n_pairs == expect_pairs:
+                                break
+                            chunks = min(n_vis, chunks * 8)  # a chunk overran the loop cap: split more
+                        else:
+                            raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
                 checkpoint("bin")
 
             stage = "blend"
@@ -308,6 +294,36 @@ class GaussianPipeline:
         if upload_ms > 1.0:
             stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays
+
+    def _bin(self, keys, vals, rects, proj, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
+        """Count, scan and scatter the (tile, Gaussian) pairs; returns (chunks, hist, pairs counted)."""
+        ctx = self.ctx
+        chunk = -(-n_vis // chunks)
+        chunks = -(-n_vis // chunk)
+        m = num_tiles * chunks
+        hist = self.scratch.get("bin_hist", 4 * m)
+        hist.clear(size=4 * m)
+        for i, b in enumerate((keys, vals, rects, proj, hist)):
+            b.bind_to_storage_buffer(i)
+        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
+        set_uniforms(cs, **uni)
+        cs.run(groups(chunks))
+        ctx.memory_barrier()
+        exclusive_scan(ctx, self.scratch, hist, m)
+        n_pairs = scan_total(self.scratch, m)
+        if n_pairs != expect_pairs:
+            return chunks, hist, n_pairs
+        pairs = self._pair_textures(n_pairs)
+        for i, b in enumerate((keys, vals, rects, proj, hist)):
+            b.bind_to_storage_buffer(i)
+        for i, t in enumerate(pairs):
+            t.bind_to_image(i, read=False, write=True)
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
+        set_uniforms(cs, **uni)
+        cs.run(groups(chunks))
+        ctx.memory_barrier()
+        return chunks, hist, n_pairs
 
     def debug_state(self) -> dict:
         """Read back the last frame's sort and bins (for tests): numpy arrays

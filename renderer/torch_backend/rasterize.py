@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .tiles import TileBins
@@ -79,37 +81,56 @@ def blend_tiles(alpha_fn: AlphaFn, features: Tensor, bins: TileBins, width: int,
         (image [H, W, C], alpha [H, W, 1], counters) as rasterize.
     """
     def fn(gid: Tensor, in_list: Tensor, px: Tensor, py: Tensor) -> Tensor:
-        a = alpha_fn(gid, px, py)
-        return torch.where(in_list[..., None], a, torch.zeros((), dtype=a.dtype, device=a.device))
+        return alpha_fn(gid, px, py) * in_list[..., None]
 
     return _blend(fn, features, bins, bins.ids, bins.counts, width, height, background, block)
 
 
+def _below(x: float, dtype: torch.dtype) -> float:
+    """The largest value of `dtype` below x, so that threshold(t, _below(x)) keeps t >= x."""
+    if dtype == torch.float64:
+        return float(np.nextafter(np.float64(x), -np.inf))
+    return float(np.nextafter(np.float32(x), np.float32(-np.inf)))
+
+
 def _gaussian_alpha_fn(means2d: Tensor, conics: Tensor, opacities: Tensor):
-    """fn(gid, in_list, px, py) -> alpha [Ta, B, P] of 2D Gaussians, 0 where skipped or padded."""
-    zero = torch.zeros((), dtype=means2d.dtype, device=means2d.device)
+    """fn(gid, in_list, px, py) -> alpha [Ta, B, P] of 2D Gaussians, 0 where skipped or padded.
+
+    The quadratic form is evaluated completed to squares,
+        -power = (h dx + k dy)^2 + e dy^2,  h = sqrt(a/2), k = b / (2h), e = (ac - b^2) / (2a),
+    which equals 1/2 (a dx^2 + c dy^2) + b dx dy but is a sum of non-negative terms in floating
+    point too: power <= 0 always, so REFERENCE 1.4's "skip if power > 0" can never fire (it
+    guards against rounding in the expanded form). Opacity enters as exp(power + ln o), which
+    folds the multiply and the padding mask (o = 0) into per-row terms.
+    """
+    dtype = means2d.dtype
+    a, b, c = conics.unbind(-1)
+    h = torch.sqrt(0.5 * a)  # conic of a valid Gaussian: a > 0
+    k = b / (2.0 * h)
+    e = 0.5 * torch.clamp_min(a * c - b * b, 0.0) / a
+    log_o = torch.log(torch.clamp_min(opacities, 1e-30))
+    table = torch.stack([means2d[:, 0], means2d[:, 1], h, k, e, log_o], dim=-1)  # [N, 6]
+    # Keep alpha >= 1/255 (threshold keeps x > t, and alpha is compared in its own dtype).
+    thr = _below(ALPHA_THRESHOLD, dtype)
 
     def fn(gid: Tensor, in_list: Tensor, px: Tensor, py: Tensor) -> Tensor:
-        ta, b = gid.shape
-        mx, my = means2d[gid, 0][..., None], means2d[gid, 1][..., None]  # [Ta, B, 1]
-        ca, cb, cc = (conics[gid, k][..., None] for k in range(3))
-        o = torch.where(in_list, opacities[gid], zero)[..., None]  # padding: o = 0 -> skipped
+        ta, nb = gid.shape
+        g = table[gid]  # [Ta, B, 6]
+        mx, my, hh, kk, ee, lo = (g[..., i, None] for i in range(6))  # [Ta, B, 1] each
+        lo = torch.where(in_list[..., None], lo, -torch.inf)  # padding: o = 0
         dx = px[:, None, :] - mx  # [Ta, B, tile(x)]; the sign of d does not change power
         dy = py[:, None, :] - my  # [Ta, B, tile(y)]
-        qx = (-0.5 * ca) * dx * dx
-        qy = (-0.5 * cc) * dy * dy
-        # power = -1/2 (a dx^2 + c dy^2) - b dx dy, separable per tile row and column.
-        power = torch.addcmul(qy[..., :, None] + qx[..., None, :], (cb * dy)[..., :, None],
-                              dx[..., None, :], value=-1.0).reshape(ta, b, -1)  # [Ta, B, P]
+        ux = hh * dx
+        uy = kk * dy
+        ny = lo - ee * dy * dy  # ln o - e dy^2, per row
+        s = ux[..., None, :] + uy[..., :, None]  # [Ta, B, tile(y), tile(x)]
         if torch.is_grad_enabled():
-            alpha = torch.clamp_max(o * torch.exp(power), MAX_ALPHA)
-            with torch.no_grad():
-                ok = (alpha >= ALPHA_THRESHOLD) & (power <= 0)
-            return torch.where(ok, alpha, zero)
-        # Same values, computed in place (no autograd to feed).
-        bad = power > 0
-        alpha = power.exp_().mul_(o).clamp_max_(MAX_ALPHA)
-        return alpha.masked_fill_(bad | (alpha < ALPHA_THRESHOLD), 0.0)
+            power = torch.addcmul(ny[..., :, None], s, s, value=-1.0)  # ln o + power
+            alpha = torch.clamp_max(torch.exp(power), MAX_ALPHA)
+            return F.threshold(alpha, thr, 0.0).reshape(ta, nb, -1)
+        # Same values, in place (no autograd to feed).
+        torch.addcmul(ny[..., :, None], s, s, value=-1.0, out=s)
+        return F.threshold_(s.exp_().clamp_max_(MAX_ALPHA), thr, 0.0).reshape(ta, nb, -1)
 
     return fn
 
@@ -172,7 +193,7 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
                 with torch.no_grad():
                     keep = ts[:, 1:] >= T_THRESHOLD  # a prefix along B: T only decreases
                     newly = ~keep[:, -1] & ~d_in  # pixels that hit the stop in this round
-                weights = torch.where(keep, alpha, zero) * ts[:, :-1]  # [Ta, B, P]
+                weights = alpha * ts[:, :-1] * keep  # [Ta, B, P]
                 if bool(newly.any()):
                     n_keep = keep.sum(dim=1, keepdim=True)
                     t_last = ts.gather(1, n_keep).squeeze(1)  # T after the last blended Gaussian
@@ -184,7 +205,7 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
                 torch.sub(1.0, alpha, out=ts[:, 1:])
                 ts.cumprod_(1)
                 newly = (ts[:, -1] < T_THRESHOLD) & ~d_in
-                weights = alpha * ts[:, :-1]
+                weights = alpha.mul_(ts[:, :-1])  # alpha is ours to overwrite
                 t_last = ts[:, -1].clone()
                 if bool(newly.any()):  # undo what was blended at and after the stop, pixel by pixel
                     ti, pi = newly.nonzero(as_tuple=True)
