@@ -1,6 +1,6 @@
 """Time the renderers stage by stage on synthetic Gaussian scenes (and optionally a scene file).
 
-    radview bench [--sizes 10k,100k] [--resolution 800x800] [--backends gl,torch] [--scene PATH]
+    radview bench [--sizes 10k,30k] [--resolution 800x800] [--backends gl,torch] [--scene PATH]
                   [--json OUT] [--frames N] [--warmup N]
 """
 
@@ -15,10 +15,12 @@ KNOWN_BACKENDS = ("gl", "torch")
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--sizes", default="10k,100k",
-                        help="comma-separated synthetic scene sizes, e.g. 10k,100k,300k,1M (default 10k,100k)")
+    parser.add_argument("--sizes", default="10k,30k",
+                        help="comma-separated synthetic scene sizes, e.g. 10k,100k,300k,1M "
+                             "(default 10k,30k: about 2 min with torch on 2 cores)")
     parser.add_argument("--resolution", default="800x800", help="WIDTHxHEIGHT (default 800x800)")
-    parser.add_argument("--backends", default="gl,torch", help="comma-separated: gl, torch (default gl,torch)")
+    parser.add_argument("--backends", default="gl,torch",
+                        help="comma-separated: gl, torch (default gl,torch)")
     parser.add_argument("--scene", default=None, metavar="PATH", help="also benchmark this scene file")
     parser.add_argument("--json", default=None, metavar="OUT", help="write the numbers to this JSON file")
     parser.add_argument("--frames", type=int, default=3, help="timed frames per measurement (default 3)")

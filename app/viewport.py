@@ -105,6 +105,7 @@ class Viewport(QOpenGLWidget):
         self.interactive = False  # True while the camera moves: reduced resolution
         self.adaptive = True  # lower the resolution while moving (View menu)
         self.scale = 0.5  # fraction of the widget's resolution used while moving
+        self._full_ms = None  # time of the last full-resolution frame
         self.last_frame: FrameRendered | None = None
         self.frames_presented = 0
         self._worker = None  # RenderWorker for the torch backend, made on first use
@@ -409,7 +410,13 @@ class Viewport(QOpenGLWidget):
             # A full-size (resting) frame sets the starting point for the next move.
             cur = min(1.0, msg.width / self.physical_size()[0])
             want = cur * math.sqrt(budget / max(msg.frame_ms, 1e-3))
-            if msg.interactive:
+            if not msg.interactive:
+                self._full_ms = msg.frame_ms
+            elif cur < 1.0 and self._full_ms and msg.frame_ms > 0.9 * self._full_ms:
+                # Fewer pixels did not help (per-primitive costs dominate, or a tile-based
+                # rasterizer gets more primitives per tile): give the resolution back.
+                want = self.scale * 1.25
+            else:
                 want = 0.5 * self.scale + 0.5 * want  # smooth: frame times are noisy
             self.scale = float(min(1.0, max(MIN_SCALE, want)))
         self.frame_presented.emit(msg)

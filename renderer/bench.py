@@ -31,7 +31,7 @@ STAGES = ("project", "sort", "bin", "blend", "readback")
 class BenchConfig:
     """What `radview bench` measures; the CLI fills it from its flags."""
 
-    sizes: list[int] = field(default_factory=lambda: [10_000, 100_000])  # synthetic Gaussian counts
+    sizes: list[int] = field(default_factory=lambda: [10_000, 30_000])  # synthetic Gaussian counts
     resolution: tuple[int, int] = (800, 800)  # width, height
     backends: list[str] = field(default_factory=lambda: ["gl", "torch"])
     scene_path: str | None = None  # a scene file benchmarked besides the synthetic ones
@@ -150,7 +150,8 @@ def run_bench(config: BenchConfig, progress=None) -> dict:
             skipped[name] = str(e)
             say(f"skipping backend {name}: {e}")
     W, H = config.resolution
-    cases = [(f"synthetic-{n}", lambda n=n: synthetic_gaussians(n, config.seed), "synthetic") for n in config.sizes]
+    cases = [(f"synthetic-{n}", lambda n=n: synthetic_gaussians(n, config.seed), "synthetic")
+             for n in config.sizes]
     if config.scene_path:
         cases.append((os.path.basename(config.scene_path), None, "file"))
 
@@ -201,7 +202,7 @@ def machine_info() -> dict:
 
 def format_table(report: dict) -> str:
     """A readable table: one row per (scene, backend), stage medians in ms, counters, speed-ups."""
-    head = ["scene", "backend", "median", "min"] + list(STAGES) + ["visible", "tile pairs", "blended", "speed-up"]
+    head = ["scene", "backend", "median", "min", *STAGES, "visible", "tile pairs", "blended", "speed-up"]
     lines = []
     for r in report["results"]:
         c = r["counters"]
@@ -210,14 +211,14 @@ def format_table(report: dict) -> str:
         lines.append([r["scene"], r["backend"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}"]
                      + [f"{r['stages_ms'][s]:.1f}" if s in r["stages_ms"] else "-" for s in STAGES]
                      + [_count(c.get("visible")), _count(c.get("tile_pairs")), _count(blended), sp or "-"])
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines)]
-    fmt = "  ".join("{:<%d}" % w for w in widths)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     out = [fmt.format(*head), fmt.format(*("-" * w for w in widths))]
     out += [fmt.format(*row) for row in lines]
     res = report["config"]["resolution"]
-    out.append(f"milliseconds per frame at {res[0]}x{res[1]} (median of {report['config']['frames']}; stages: "
-               "medians). blended: gl counts pixel-Gaussian blends, torch counts (tile, Gaussian) pairs "
-               "that blended into at least one pixel.")
+    out.append(f"milliseconds per frame at {res[0]}x{res[1]} (median of {report['config']['frames']}; "
+               "stages: medians). blended: gl counts pixel-Gaussian blends, torch counts "
+               "(tile, Gaussian) pairs that blended into at least one pixel.")
     return "\n".join(out)
 
 

@@ -6,6 +6,8 @@
 //   blended); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records,
 //   gs_common.glsl); images 0 out_rgba (rgba32f: colour
 //   after the mode's mapping, alpha), 1 out_depth (r32f: expected depth normalised by alpha).
+// Limit: llvmpipe ends an invocation after 65535 loop iterations, so a tile whose pixels stay
+// unsaturated through more than ~65k pairs would be cut short there (not seen in practice).
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP = BLEND_TILE / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
 // renderCUDA; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4);
 // twin: renderer/torch_backend/rasterize.py. Colour map: colormap.glsl (twin renderer/colormap.py).

@@ -68,7 +68,6 @@ def test_parity_with_torch(gl, torch_r, scene, cam, aa):
     assert float(b.alpha.max()) > 0.2, "the camera sees nothing: the case tests nothing"
     _compare(f"gl_parity_{cam}_{aa}", a, b)
     assert a.stats.counters["visible"] == b.stats.counters["visible"]
-    assert abs(a.stats.counters["tile_pairs"] - b.stats.counters["tile_pairs"]) <= 2
 
 
 @pytest.mark.parametrize("mode", ["depth", "alpha"])
@@ -99,7 +98,7 @@ def test_real_3dgs_ply(gl, torch_r):
 
     path = shared_file("3dgs_ply/kacytran1122_try_iter7000_point_cloud.ply")
     scene = load_scene(path)
-    camera = frame_camera(scene.bounds(), 96, 72)
+    camera = frame_camera(scene.bounds(), 64, 48)
     for aa in ("classic", "mip"):
         s = RenderSettings(antialias=aa)
         a, b = gl.render(scene, camera, s), torch_r.render(scene, camera, s)
@@ -121,7 +120,8 @@ def test_draw_returns_texture_without_readback(gl, scene):
 def test_empty_scene_is_background(gl):
     from scenes import GaussianScene
 
-    f = gl.render(GaussianScene.empty(sh_degree=3), _camera("outside"), RenderSettings(background=(0.25, 0.5, 1)))
+    s = RenderSettings(background=(0.25, 0.5, 1))
+    f = gl.render(GaussianScene.empty(sh_degree=3), _camera("outside"), s)
     assert torch.equal(f.rgb, torch.tensor([0.25, 0.5, 1.0]).expand(H, W, 3))
     assert float(f.alpha.abs().max()) == 0 and float(f.depth.abs().max()) == 0
 
@@ -226,4 +226,16 @@ def test_camera_stateless(gl, scene):
 
 def test_off_centre_principal_point(gl, torch_r, scene):
     cam = Camera(W, H, 70.0, 75.0, 30.0, 35.0, look_at_pose((2.2, -1.0, -2.0), (0, 0, 0), (0, -1, 0)))
-    _compare("gl_off_centre", gl.render(scene, cam, RenderSettings()), torch_r.render(scene, cam, RenderSettings()))
+    s = RenderSettings()
+    _compare("gl_off_centre", gl.render(scene, cam, s), torch_r.render(scene, cam, s))
+
+
+def test_gl_timer_queries_fill_stats(gl_ctx, scene):
+    r = get_renderer("gl", ctx=gl_ctx, timing="gl")
+    f = r.render(scene, _camera("outside"), RenderSettings())
+    assert {"project", "sort", "bin", "blend", "readback"} <= set(f.stats.stages_ms)
+    assert all(v >= 0 for v in f.stats.stages_ms.values())
+    before = r.resource_stats()
+    r.render(scene, _camera("inside"), RenderSettings())
+    assert r.resource_stats() == before  # queries are pooled, not made per frame
+    r.release()

@@ -64,7 +64,8 @@ def test_compile_error_names_file_and_line(gl_ctx, fake_files):
 
 
 def test_error_in_included_file_names_it(gl_ctx, fake_files):
-    fake_files["t_main2.comp"] = '#version 430\nlayout(local_size_x = 1) in;\n#include "t_bad.glsl"\nvoid main() {}\n'
+    fake_files["t_main2.comp"] = ('#version 430\nlayout(local_size_x = 1) in;\n#include "t_bad.glsl"\n'
+                                  "void main() {}\n")
     fake_files["t_bad.glsl"] = "// line 1\n// line 2\nfloat bad() { return nope; }\n"
     with pytest.raises(S.ShaderCompileError) as e:
         S.compute_shader(gl_ctx, "t_main2.comp")
@@ -95,5 +96,5 @@ def test_every_shader_has_a_header(name):
             break
         header.append(line)
     head = "\n".join(header)
-    assert header and header[0].startswith(f"// {name}:"), f"{name}: header must open with '// {name}: purpose'"
+    assert header and header[0].startswith(f"// {name}:"), f"{name}: header must open with '// {name}: ...'"
     assert "Bindings" in head and "Reference" in head, f"{name}: header must state bindings and references"

@@ -15,9 +15,9 @@ from scenes import GaussianScene
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module")
-def pipe(gl_ctx):
-    p = GaussianPipeline(gl_ctx, sort="gpu", timing="off")
+@pytest.fixture(scope="module", params=[16, 8], ids=["tile16", "tile8"])
+def pipe(gl_ctx, request):
+    p = GaussianPipeline(gl_ctx, sort="gpu", timing="off", blend_tile=request.param)
     yield p
     p.release()
 
@@ -75,7 +75,8 @@ def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int
 def _render_and_check(pipe, scene, camera):
     pipe.draw(scene, camera, RenderSettings())
     st = pipe.debug_state()
-    tx, ty = (camera.width + 15) // 16, (camera.height + 15) // 16
+    bt = pipe.blend_tile
+    tx, ty = (camera.width + bt - 1) // bt, (camera.height + bt - 1) // bt
     if len(scene) == 0:
         assert st["ids"].size == 0 and not st["tile_start"].any()
         return st
@@ -89,6 +90,7 @@ def _render_and_check(pipe, scene, camera):
 
 
 def test_binning_matches_numpy_and_torch(pipe):
+    """16 px tiles bin exactly as the twin; 8 px sub-tiles are checked against numpy on their rects."""
     from renderer.torch_backend.gaussians import TILE  # noqa: F401 - the twin is importable
     from renderer.torch_backend.project import project_gaussians, quat_scale_to_covar
     from renderer.torch_backend.tiles import bin_tiles
@@ -96,6 +98,8 @@ def test_binning_matches_numpy_and_torch(pipe):
     scene = random_gaussians(1500, seed=11, log_scale=-3.0)
     cam = orbit_camera(2.5, 40, 10, 100, 70)  # 7 x 5 tiles, partial edge tiles
     st = _render_and_check(pipe, scene, cam)
+    if pipe.blend_tile != 16:
+        return
     proj = project_gaussians(scene.means, quat_scale_to_covar(scene.quats, scene.scales),
                              torch.as_tensor(cam.T_camera_world, dtype=torch.float32),
                              cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, cam.near, cam.far)
@@ -118,13 +122,26 @@ def test_one_gaussian_covering_the_image(pipe):
                           torch.tensor([0.9]), torch.full((1, 1, 3), 0.5))
     cam = Camera.look_at((0, 0, -3), (0, 0, 0), (0, -1, 0), 64, 48)
     st = _render_and_check(pipe, scene, cam)
-    assert np.array_equal(np.diff(st["tile_start"]), np.ones(12))
-    assert np.array_equal(st["ids"], np.zeros(12))
+    n_tiles = (64 // pipe.blend_tile) * (48 // pipe.blend_tile)
+    assert np.array_equal(np.diff(st["tile_start"]), np.ones(n_tiles))
+    assert np.array_equal(st["ids"], np.zeros(n_tiles))
 
 
 def test_empty_scene(pipe):
     st = _render_and_check(pipe, GaussianScene.empty(), orbit_camera(width=32, height=32))
-    assert st["tile_start"].shape == (5,)
+    assert st["tile_start"].shape == ((32 // pipe.blend_tile) ** 2 + 1,)
+
+
+def test_tile_sizes_give_the_same_image(gl_ctx):
+    scene = random_gaussians(3000, seed=14, log_scale=-3.5)
+    cam = orbit_camera(width=100, height=70)
+    imgs = []
+    for bt in (16, 8):
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
+        imgs.append(p.render(scene, cam, RenderSettings(antialias="mip")))
+        p.release()
+    assert float((imgs[0].rgb - imgs[1].rgb).abs().max()) < 1e-5
+    assert imgs[0].stats.counters["blended_samples"] == imgs[1].stats.counters["blended_samples"]
 
 
 def test_cpu_and_gpu_sort_agree(gl_ctx):

@@ -284,3 +284,52 @@ def test_gl_unavailable_falls_back_to_torch(qtbot, monkeypatch):
         assert not_background(img) > 0.01, save_diff("gui_fallback_blank", img, torch.zeros_like(img))
     finally:
         w.close()
+
+
+def test_resolution_adapts_to_frame_time_and_stats_panel(win):
+    from app.messages import FrameRendered
+    from app.viewport import INTERACTIVE_FPS, MIN_SCALE
+
+    vp, budget = win.viewport, 1000 / INTERACTIVE_FPS
+    W, H = vp.physical_size()
+
+    def frame(scale, ms, interactive=True):
+        vp._after_frame(FrameRendered("gl", round(W * scale), round(H * scale), interactive, ms))
+
+    frame(1.0, budget / 4, interactive=False)  # fast at full size: no need to lower it
+    assert vp.scale == 1.0
+    frame(1.0, budget * 16, interactive=False)  # 4x too slow per side: a quarter of the size
+    assert vp.scale == pytest.approx(0.25)
+    vp.interactive = True
+    assert vp.render_size() == (round(W * 0.25), round(H * 0.25))
+    for _ in range(20):
+        frame(vp.scale, budget * 4)  # still too slow: stops at the floor
+    assert vp.scale == MIN_SCALE
+    frame(vp.scale, budget * 20)  # slower than at full size: the resolution goes back up
+    assert vp.scale > MIN_SCALE
+    vp.interactive = False
+
+    stats = win.stats_panel
+    stats.show_frame(FrameRendered("gl", 64, 48, True, 40.0), now=0.0)  # a pause ends the last run
+    for i in range(5):
+        stats.show_frame(FrameRendered("gl", 64, 48, True, 40.0, {"project": 1.0, "blend": 30.0},
+                                       {"visible": 1234, "tile_pairs": 99}), now=100.0 + 0.05 * i)
+    assert stats.fps == pytest.approx(20.0)
+    assert "1,234" in stats.counters.text() and "blend" in stats.stages.text()
+
+
+def test_file_open_and_recent_menu_use_session_open_path(qtbot, win, monkeypatch):
+    from PySide6.QtWidgets import QFileDialog
+
+    path = shared_file(SCENE)
+    opened = []
+    real_open = win.session.open_path
+    monkeypatch.setattr(win.session, "open_path", lambda p: opened.append(str(p)) or real_open(p))
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    win.open_dialog()
+    qtbot.waitUntil(lambda: win.session.scene is not None, timeout=WAIT_MS)
+    actions = [a for a in win.recent_menu.actions() if a.text() == path.name]
+    assert len(actions) == 1
+    actions[0].trigger()
+    qtbot.waitUntil(lambda: not win.session.loading, timeout=WAIT_MS)
+    assert opened == [str(path), str(path.resolve())]

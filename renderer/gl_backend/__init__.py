@@ -67,19 +67,21 @@ class GLRenderer:
             scene = scene.slice(settings.time)
         return scene
 
-    def render(self, scene, camera: Camera, settings: RenderSettings = RenderSettings()) -> Frame:
+    def render(self, scene, camera: Camera, settings: RenderSettings | None = None) -> Frame:
         """Render and read back: Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] float32 tensors."""
+        settings = settings or RenderSettings()
         scene = self._prepare(scene, settings)
         if scene.kind == "voxels":
             return self._voxels().render_voxels(self.ctx, scene, camera, settings, readback=True)
         return self.gaussians.render(scene, camera, settings)
 
-    def draw(self, scene, camera: Camera, settings: RenderSettings = RenderSettings()):
+    def draw(self, scene, camera: Camera, settings: RenderSettings | None = None):
         """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
 
         Row 0 of the texture is the top image row (OpenCV), so flip V when drawing it with GL's
         bottom-left texture origin.
         """
+        settings = settings or RenderSettings()
         scene = self._prepare(scene, settings)
         if scene.kind == "voxels":
             mod = self._voxels()

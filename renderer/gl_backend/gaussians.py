@@ -5,7 +5,7 @@ Stages (shaders/ in brackets):
                                 rectangle, SH colour, sort key (view z bits; culled -> 0xFFFFFFFF)
     sort     [radix.comp, scan.comp]  stable radix sort of (key, index), or numpy on the CPU
     bin      [bin.comp, scan.comp]    depth-sorted Gaussians bucketed stably into tiles; each pair's
-                                record is copied into RGBA32F textures
+                                Gaussian id goes into an R32UI texture (records: RGBA32F textures)
     blend    [gs_blend.comp]    one work group per 16x16 tile, front to back, into an RGBA32F image
     readback                    (render only) the image and depth to torch tensors
 
@@ -69,7 +69,8 @@ class _SceneBuffers:
                 geom[:, 2, :3] = scene.scales.detach().float().cpu().numpy()
             sh = np.ascontiguousarray(scene.sh.detach().float().cpu().numpy())
         # Non-finite rows would poison the sort; move them behind any camera (NaN fails z >= near).
-        bad = ~np.isfinite(geom.reshape(n, 12)).all(axis=1) | ~np.isfinite(sh.reshape(n, self.k * 3)).all(axis=1)
+        bad = ~np.isfinite(geom.reshape(n, 12)).all(axis=1)
+        bad |= ~np.isfinite(sh.reshape(n, self.k * 3)).all(axis=1)
         if bad.any():
             geom[bad] = 0.0
             geom[bad, 0, :3] = np.nan
@@ -131,27 +132,33 @@ class GaussianPipeline:
             self.scene.release()
             self.scene = None
         self.scratch.release()
-        for name in [k for k in self.textures if k.startswith("pair")]:
+        for name in [k for k in self.textures if k.startswith(("pair", "rec"))]:
             self.textures.pop(name).release()
 
-    def _texture(self, name: str, size: tuple[int, int], components: int):
+    def _texture(self, name: str, size: tuple[int, int], components: int, dtype: str = "f4"):
         tex = self.textures.get(name)
-        if tex is not None and tex.size == size and tex.components == components:
+        if tex is not None and tex.size == size and tex.components == components and tex.dtype == dtype:
             return tex
         if tex is not None:
             tex.release()
-        tex = self.ctx.texture(size, components, dtype="f4")
+        tex = self.ctx.texture(size, components, dtype=dtype)
         tex.filter = (self.ctx.NEAREST if hasattr(self.ctx, "NEAREST") else 0x2600,) * 2
         self.textures[name] = tex
         return tex
 
-    def _pair_textures(self, n_pairs: int) -> list:
+    def _pair_texture(self, n_pairs: int):
+        """R32UI texture of >= n_pairs texels (grown by 1.5x): the Gaussian id of each pair."""
         rows = max(1, (n_pairs + PAIR_TEX_W - 1) // PAIR_TEX_W)
-        cur = self.textures.get("pair0")
+        cur = self.textures.get("pair_ids")
         if cur is None or cur.height < rows:
             rows = rows if cur is None else max(rows, int(cur.height * 1.5))
-            return [self._texture(f"pair{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
-        return [self.textures[f"pair{i}"] for i in range(3)]
+            return self._texture("pair_ids", (PAIR_TEX_W, rows), 1, "u4")
+        return cur
+
+    def _record_textures(self, n: int) -> list:
+        """Three RGBA32F textures holding the projected record of each of n Gaussians."""
+        rows = max(1, (n + PAIR_TEX_W - 1) // PAIR_TEX_W)
+        return [self._texture(f"rec{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
 
     def resource_stats(self) -> dict:
         """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
@@ -204,21 +211,25 @@ class GaussianPipeline:
             if n > 0:
                 stage = "project"
                 with timer.stage("project"):
-                    proj = self.scratch.get("proj", 48 * n)
+                    recs = self._record_textures(n)
+                    for i, t in enumerate(recs):
+                        t.bind_to_image(i, read=False, write=True)
                     rects = self.scratch.get("rects", 8 * n)
                     keys = self.scratch.get("keys", 4 * n)
                     vals = self.scratch.get("vals", 4 * n)
                     defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
-                    for i, b in enumerate((sb.geom, sb.sh, proj, rects, keys, vals, counters)):
+                    for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
                     view = camera.T_camera_world.astype(np.float32)
-                    degree = sb.degree if settings.sh_degree is None else max(0, min(settings.sh_degree, sb.degree))
+                    cap = settings.sh_degree
+                    degree = sb.degree if cap is None else max(0, min(cap, sb.degree))
                     set_uniforms(
                         cs, n=n, view_rot=tuple(view[:3, :3].T.flatten()), view_trans=tuple(view[:3, 3]),
                         cam_pos=tuple(camera.position.astype(np.float32)),
                         intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy), image_size=(W, H),
-                        tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE), near_far=(camera.near, min(camera.far, 3e38)),
+                        tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE),
+                        near_far=(camera.near, min(camera.far, 3e38)),
                         splat_scale=float(settings.splat_scale), mip=int(settings.antialias == "mip"),
                         sh_k=sb.k, sh_degree=degree)
                     cs.run(groups(n, 128))
@@ -238,13 +249,14 @@ class GaussianPipeline:
                     if n_vis > 0 and expect_pairs > 0:
                         chunks = min(n_vis, max(1, -(-expect_pairs // PAIRS_PER_CHUNK)))
                         for _attempt in range(4):
-                            chunks, hist, n_pairs = self._bin(keys, vals, rects, proj, n_vis, chunks, num_tiles,
+                            chunks, hist, n_pairs = self._bin(keys, vals, rects, n_vis, chunks, num_tiles,
                                                               tiles_x, expect_pairs)
                             if n_pairs == expect_pairs:
                                 break
                             chunks = min(n_vis, chunks * 8)  # a chunk overran the loop cap: split more
                         else:
-                            raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
+                            raise RuntimeError(f"tile binning counted {n_pairs} pairs, "
+                                               f"expected {expect_pairs}")
                 checkpoint("bin")
 
             stage = "blend"
@@ -254,11 +266,13 @@ class GaussianPipeline:
                     chunks = 1
                     hist = self.scratch.get("bin_hist", 4 * num_tiles)
                     hist.clear()
-                pairs = self._pair_textures(max(n_pairs, 1))
-                cs = compute_shader(ctx, "gs_blend.comp", {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt})
+                pair_ids = self._pair_texture(max(n_pairs, 1))
+                recs = self._record_textures(max(n, 1))
+                defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt}
+                cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
-                for i, t in enumerate(pairs):
+                for i, t in enumerate([pair_ids, *recs]):
                     t.use(location=i)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
@@ -266,7 +280,7 @@ class GaussianPipeline:
                 if settings.mode == "depth":
                     rng = settings.depth_range or colormap.auto_depth_range(sb.bounds, camera.T_camera_world,
                                                                            camera.near)
-                set_uniforms(cs, pair0=0, pair1=1, pair2=2, image_size=(W, H), tiles_x=tiles_x,
+                set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, rec2=3, image_size=(W, H), tiles_x=tiles_x,
                              num_chunks=chunks, background=tuple(float(c) for c in settings.background),
                              mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
@@ -295,7 +309,7 @@ class GaussianPipeline:
             stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays
 
-    def _bin(self, keys, vals, rects, proj, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
+    def _bin(self, keys, vals, rects, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
         """Count, scan and scatter the (tile, Gaussian) pairs; returns (chunks, hist, pairs counted)."""
         ctx = self.ctx
         chunk = -(-n_vis // chunks)
@@ -303,7 +317,7 @@ class GaussianPipeline:
         m = num_tiles * chunks
         hist = self.scratch.get("bin_hist", 4 * m)
         hist.clear(size=4 * m)
-        for i, b in enumerate((keys, vals, rects, proj, hist)):
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
         cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
@@ -314,11 +328,10 @@ class GaussianPipeline:
         n_pairs = scan_total(self.scratch, m)
         if n_pairs != expect_pairs:
             return chunks, hist, n_pairs
-        pairs = self._pair_textures(n_pairs)
-        for i, b in enumerate((keys, vals, rects, proj, hist)):
+        pair_ids = self._pair_texture(n_pairs)
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
-        for i, t in enumerate(pairs):
-            t.bind_to_image(i, read=False, write=True)
+        pair_ids.bind_to_image(0, read=False, write=True)
         cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
         set_uniforms(cs, **uni)
         cs.run(groups(chunks))
@@ -343,9 +356,8 @@ class GaussianPipeline:
         if P > 0:
             hist = np.frombuffer(self.scratch.buffers["bin_hist"].read(4 * T * C), dtype=np.uint32)
             out["tile_start"][1:] = hist.reshape(T, C)[:, -1]
-            tex = self.textures["pair1"]
-            rec = np.frombuffer(tex.read(), dtype=np.float32).reshape(tex.height, tex.width, 4)
-            out["ids"] = rec[..., 3].reshape(-1)[:P].view(np.uint32).astype(np.int64)
+            tex = self.textures["pair_ids"]
+            out["ids"] = np.frombuffer(tex.read(), dtype=np.uint32)[:P].astype(np.int64)
         return out
 
     def _sort(self, keys, vals, n: int):

@@ -10,7 +10,7 @@ order) and `ShaderCompileError` translates "N:LINE" back into "file.glsl:LINE".
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$')
@@ -28,7 +28,7 @@ class ShaderCompileError(RuntimeError):
         super().__init__(f"GLSL shader {name!r} failed to compile:\n{log}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def read_shader_file(name: str) -> str:
     """Raw text of shaders/NAME from the installed package."""
     path = resources.files("shaders").joinpath(name)

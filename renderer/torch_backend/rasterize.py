@@ -145,6 +145,7 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
     n_tiles, npx = tx_n * ty_n, tile * tile
     zero = torch.zeros((), dtype=dtype, device=device)
     grad = torch.is_grad_enabled()
+    t_thr = _below(T_THRESHOLD, dtype)
 
     # Pixel centres of each tile along x and y (pixels inside a tile are row-major: y * tile + x).
     offs = torch.arange(tile, device=device)
@@ -200,19 +201,19 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
                 else:
                     t_last = ts[:, -1]
             else:
+                # Same values without a keep mask: with u = threshold(ts) (0 once T < 1e-4), the
+                # weight alpha_b T_b = u_{b+1} alpha_b / (1 - alpha_b) is 0 at and after the stop.
                 ts = torch.empty(act.numel(), b + 1, npx, dtype=dtype, device=device)
                 ts[:, 0] = t_in
                 torch.sub(1.0, alpha, out=ts[:, 1:])
+                weights = alpha.div_(ts[:, 1:])  # alpha is ours to overwrite; 1 - alpha >= 0.01
                 ts.cumprod_(1)
                 newly = (ts[:, -1] < T_THRESHOLD) & ~d_in
-                weights = alpha.mul_(ts[:, :-1])  # alpha is ours to overwrite
-                t_last = ts[:, -1].clone()
-                if bool(newly.any()):  # undo what was blended at and after the stop, pixel by pixel
-                    ti, pi = newly.nonzero(as_tuple=True)
-                    col = ts[ti, :, pi]  # [S, B+1]
-                    keep_col = col[:, 1:] >= T_THRESHOLD
-                    t_last[ti, pi] = col.gather(1, keep_col.sum(1, keepdim=True)).squeeze(1)
-                    weights[ti, :, pi] = weights[ti, :, pi] * keep_col
+                F.threshold_(ts, t_thr, 0.0)
+                weights.mul_(ts[:, 1:])
+                t_last = ts[:, -1]
+                if bool(newly.any()):  # T at the stop, T_in - sum of the weights (telescoping)
+                    t_last = torch.where(newly, t_in - weights.sum(dim=1), t_last)
             t_out = torch.where(newly, zero, t_last)
             s_out = torch.where(newly, t_last, s_in)
             d_out = d_in | newly
