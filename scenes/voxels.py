@@ -108,8 +108,9 @@ class VoxelGridScene:
 
     def bounds(self) -> np.ndarray:
         """The world box, [2,3] float64."""
-        return np.stack([self.xyz_min.detach().cpu().double().numpy(),
-                         self.xyz_max.detach().cpu().double().numpy()])
+        return np.stack(
+            [self.xyz_min.detach().cpu().double().numpy(), self.xyz_max.detach().cpu().double().numpy()]
+        )
 
     def step_world(self) -> float:
         """World length of one ray step."""
@@ -124,14 +125,28 @@ class VoxelGridScene:
         """A new scene with `fn` applied to every tensor."""
         opt = lambda t: None if t is None else fn(t)  # noqa: E731
         return VoxelGridScene(
-            fn(self.density), fn(self.features), fn(self.xyz_min), fn(self.xyz_max),
-            color_mode=self.color_mode, density_activation=self.density_activation,
-            act_shift=self.act_shift, voxel_size=self.voxel_size, voxel_size_ratio=self.voxel_size_ratio,
-            stepsize=self.stepsize, fast_color_thres=self.fast_color_thres, stop_thresh=self.stop_thresh,
+            fn(self.density),
+            fn(self.features),
+            fn(self.xyz_min),
+            fn(self.xyz_max),
+            color_mode=self.color_mode,
+            density_activation=self.density_activation,
+            act_shift=self.act_shift,
+            voxel_size=self.voxel_size,
+            voxel_size_ratio=self.voxel_size_ratio,
+            stepsize=self.stepsize,
+            fast_color_thres=self.fast_color_thres,
+            stop_thresh=self.stop_thresh,
             mlp=None if self.mlp is None else [(fn(w), fn(b)) for w, b in self.mlp],
-            viewbase_pe=self.viewbase_pe, rgbnet_direct=self.rgbnet_direct, mask=opt(self.mask),
-            mask_xyz2ijk_scale=opt(self.mask_xyz2ijk_scale), mask_xyz2ijk_shift=opt(self.mask_xyz2ijk_shift),
-            links=opt(self.links), up=self.up, meta=dict(self.meta))
+            viewbase_pe=self.viewbase_pe,
+            rgbnet_direct=self.rgbnet_direct,
+            mask=opt(self.mask),
+            mask_xyz2ijk_scale=opt(self.mask_xyz2ijk_scale),
+            mask_xyz2ijk_shift=opt(self.mask_xyz2ijk_shift),
+            links=opt(self.links),
+            up=self.up,
+            meta=dict(self.meta),
+        )
 
     def to(self, device: str | torch.device) -> VoxelGridScene:
         return self.map(lambda t: t.to(device))
@@ -150,7 +165,9 @@ class VoxelGridScene:
         if self.color_mode not in COLOR_MODES:
             raise ValueError(f"color_mode {self.color_mode!r} is not one of {COLOR_MODES}")
         if self.density_activation not in DENSITY_ACTIVATIONS:
-            raise ValueError(f"density_activation {self.density_activation!r} is not one of {DENSITY_ACTIVATIONS}")
+            raise ValueError(
+                f"density_activation {self.density_activation!r} is not one of {DENSITY_ACTIVATIONS}"
+            )
         for name in ("xyz_min", "xyz_max"):
             t = getattr(self, name)
             if tuple(t.shape) != (3,):
@@ -159,18 +176,23 @@ class VoxelGridScene:
             raise ValueError("xyz_max must exceed xyz_min on every axis")
         if self.links is not None:
             if self.links.ndim != 3 or self.links.dtype != torch.int32:
-                raise ValueError(f"links must be an int32 [X,Y,Z] grid, got {self.links.dtype} "
-                                 f"{tuple(self.links.shape)}")
+                raise ValueError(
+                    f"links must be an int32 [X,Y,Z] grid, got {self.links.dtype} {tuple(self.links.shape)}"
+                )
             m = int(self.density.numel())
             if self.density.ndim != 1 or self.features.ndim != 2 or self.features.shape[0] != m:
-                raise ValueError(f"with links, density must be [M] and features [M,C]; got "
-                                 f"{tuple(self.density.shape)} and {tuple(self.features.shape)}")
+                raise ValueError(
+                    f"with links, density must be [M] and features [M,C]; got "
+                    f"{tuple(self.density.shape)} and {tuple(self.features.shape)}"
+                )
         else:
             if self.density.ndim != 3:
                 raise ValueError(f"density has shape {tuple(self.density.shape)}, expected [X,Y,Z]")
             if self.features.ndim != 4 or tuple(self.features.shape[1:]) != tuple(self.density.shape):
-                raise ValueError(f"features has shape {tuple(self.features.shape)}, expected "
-                                 f"[C,{','.join(map(str, self.density.shape))}]")
+                raise ValueError(
+                    f"features has shape {tuple(self.features.shape)}, expected "
+                    f"[C,{','.join(map(str, self.density.shape))}]"
+                )
         if min(self.grid_shape) < 2:
             raise ValueError(f"the grid {self.grid_shape} needs at least 2 voxels per axis")
         for name in ("density", "features"):
@@ -190,14 +212,18 @@ class VoxelGridScene:
             prev = want
             for i, (w, b) in enumerate(self.mlp):
                 if w.ndim != 2 or int(w.shape[1]) != prev or tuple(b.shape) != (int(w.shape[0]),):
-                    raise ValueError(f"MLP layer {i} has weight {tuple(w.shape)} and bias {tuple(b.shape)}; "
-                                     f"expected [out,{prev}] and [out]")
+                    raise ValueError(
+                        f"MLP layer {i} has weight {tuple(w.shape)} and bias {tuple(b.shape)}; "
+                        f"expected [out,{prev}] and [out]"
+                    )
                 prev = int(w.shape[0])
             if prev != 3:
                 raise ValueError(f"the MLP ends with {prev} outputs, expected 3 (rgb)")
         if self.mask is not None:
             if self.mask.ndim != 3 or self.mask.dtype != torch.bool:
-                raise ValueError(f"mask must be a bool [X,Y,Z] grid, got {self.mask.dtype} {tuple(self.mask.shape)}")
+                raise ValueError(
+                    f"mask must be a bool [X,Y,Z] grid, got {self.mask.dtype} {tuple(self.mask.shape)}"
+                )
             for name in ("mask_xyz2ijk_scale", "mask_xyz2ijk_shift"):
                 t = getattr(self, name)
                 if t is None or tuple(t.shape) != (3,):
@@ -206,8 +232,14 @@ class VoxelGridScene:
             raise ValueError("stepsize, voxel_size and voxel_size_ratio must be positive")
 
 
-def procedural_shell(res: int = 32, fine: bool = True, seed: int = 0, radius: float = 0.6,
-                     thickness: float = 0.1, with_mask: bool = True) -> VoxelGridScene:
+def procedural_shell(
+    res: int = 32,
+    fine: bool = True,
+    seed: int = 0,
+    radius: float = 0.6,
+    thickness: float = 0.1,
+    with_mask: bool = True,
+) -> VoxelGridScene:
     """A DVGO-style scene in the box [-1,1]^3: an opaque spherical shell of density with smooth random
     colour features, for tests and benchmarks (not a trained model, but the same tensors and settings).
 
@@ -232,13 +264,23 @@ def procedural_shell(res: int = 32, fine: bool = True, seed: int = 0, radius: fl
     freqs = torch.randn(C, 4, 3, generator=g) * 2.0
     phases = torch.rand(C, 4, generator=g) * 6.283
     amps = torch.randn(C, 4, generator=g) * (0.6 if fine else 1.0)
-    feats = (amps[:, :, None, None, None] * torch.sin(
-        torch.einsum("ckd,xyzd->ckxyz", freqs, xyz) + phases[:, :, None, None, None])).sum(1)
+    feats = (
+        amps[:, :, None, None, None]
+        * torch.sin(torch.einsum("ckd,xyzd->ckxyz", freqs, xyz) + phases[:, :, None, None, None])
+    ).sum(1)
     scene = VoxelGridScene(
-        density=density.contiguous(), features=feats.contiguous().float(), xyz_min=lo, xyz_max=hi,
-        color_mode="mlp" if fine else "sigmoid_k0", act_shift=shift,
-        voxel_size=voxel_size, voxel_size_ratio=voxel_size_ratio, stepsize=0.5,
-        fast_color_thres=1e-4 if fine else 1e-7, meta={"format": "procedural"})
+        density=density.contiguous(),
+        features=feats.contiguous().float(),
+        xyz_min=lo,
+        xyz_max=hi,
+        color_mode="mlp" if fine else "sigmoid_k0",
+        act_shift=shift,
+        voxel_size=voxel_size,
+        voxel_size_ratio=voxel_size_ratio,
+        stepsize=0.5,
+        fast_color_thres=1e-4 if fine else 1e-7,
+        meta={"format": "procedural"},
+    )
     if fine:
         dims = [C + view_embedding_dim(4), 128, 128, 3]
         mlp = []
@@ -253,5 +295,7 @@ def procedural_shell(res: int = 32, fine: bool = True, seed: int = 0, radius: fl
         a = 1 - torch.exp(-torch.nn.functional.softplus(density + scene.act_shift) * voxel_size_ratio)
         a = torch.nn.functional.max_pool3d(a[None, None], 3, stride=1, padding=1)[0, 0]
         scene.mask = a > scene.fast_color_thres
-        scene.mask_xyz2ijk_scale, scene.mask_xyz2ijk_shift = VoxelGridScene.mask_transform(scene.mask.shape, lo, hi)
+        scene.mask_xyz2ijk_scale, scene.mask_xyz2ijk_shift = VoxelGridScene.mask_transform(
+            scene.mask.shape, lo, hi
+        )
     return scene

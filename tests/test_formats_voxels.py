@@ -8,8 +8,8 @@ import collections
 import numpy as np
 import pytest
 import torch
-
 from conftest import orbit_camera, psnr
+
 from renderer import RenderSettings
 from renderer.torch_backend.voxels import render_voxels
 from scenes import SceneLoadError, VoxelGridScene, detect_format, load_scene
@@ -21,28 +21,54 @@ def _dvgo_ckpt(fine: bool = True, res: int = 12) -> dict:
     s = procedural_shell(res, fine=fine, seed=3)
     X, Y, Z = s.grid_shape
     kw = {
-        "xyz_min": np.array([-1.0, -1.0, -1.0], dtype=np.float32), "xyz_max": np.array([1.0, 1.0, 1.0], dtype=np.float32),
-        "num_voxels": res**3, "num_voxels_base": 1024000, "alpha_init": 1e-2 if fine else 1e-6,
-        "voxel_size_ratio": torch.tensor(s.voxel_size_ratio), "mask_cache_path": "./logs/coarse_last.tar" if fine else None,
-        "mask_cache_thres": 1e-3, "mask_cache_world_size": [X, Y, Z], "fast_color_thres": s.fast_color_thres,
-        "density_type": "DenseGrid", "k0_type": "DenseGrid", "density_config": {}, "k0_config": {},
-        "rgbnet_dim": 12 if fine else 0, "rgbnet_direct": True, "rgbnet_full_implicit": False,
-        "rgbnet_depth": 3, "rgbnet_width": 128, "viewbase_pe": 4,
+        "xyz_min": np.array([-1.0, -1.0, -1.0], dtype=np.float32),
+        "xyz_max": np.array([1.0, 1.0, 1.0], dtype=np.float32),
+        "num_voxels": res**3,
+        "num_voxels_base": 1024000,
+        "alpha_init": 1e-2 if fine else 1e-6,
+        "voxel_size_ratio": torch.tensor(s.voxel_size_ratio),
+        "mask_cache_path": "./logs/coarse_last.tar" if fine else None,
+        "mask_cache_thres": 1e-3,
+        "mask_cache_world_size": [X, Y, Z],
+        "fast_color_thres": s.fast_color_thres,
+        "density_type": "DenseGrid",
+        "k0_type": "DenseGrid",
+        "density_config": {},
+        "k0_config": {},
+        "rgbnet_dim": 12 if fine else 0,
+        "rgbnet_direct": True,
+        "rgbnet_full_implicit": False,
+        "rgbnet_depth": 3,
+        "rgbnet_width": 128,
+        "viewbase_pe": 4,
     }
     lo, hi = torch.tensor(kw["xyz_min"]), torch.tensor(kw["xyz_max"])
-    sd = collections.OrderedDict({
-        "xyz_min": lo, "xyz_max": hi, "act_shift": torch.tensor([s.act_shift]),
-        "density.xyz_min": lo, "density.xyz_max": hi, "density.grid": s.density[None, None].clone(),
-        "k0.xyz_min": lo, "k0.xyz_max": hi, "k0.grid": s.features[None].clone(),
-        "mask_cache.mask": s.mask.clone(), "mask_cache.xyz2ijk_scale": s.mask_xyz2ijk_scale.clone(),
-        "mask_cache.xyz2ijk_shift": s.mask_xyz2ijk_shift.clone(),
-    })
+    sd = collections.OrderedDict(
+        {
+            "xyz_min": lo,
+            "xyz_max": hi,
+            "act_shift": torch.tensor([s.act_shift]),
+            "density.xyz_min": lo,
+            "density.xyz_max": hi,
+            "density.grid": s.density[None, None].clone(),
+            "k0.xyz_min": lo,
+            "k0.xyz_max": hi,
+            "k0.grid": s.features[None].clone(),
+            "mask_cache.mask": s.mask.clone(),
+            "mask_cache.xyz2ijk_scale": s.mask_xyz2ijk_scale.clone(),
+            "mask_cache.xyz2ijk_shift": s.mask_xyz2ijk_shift.clone(),
+        }
+    )
     if fine:
         sd["viewfreq"] = torch.tensor([1.0, 2.0, 4.0, 8.0])
-        for name, (w, b) in zip(["rgbnet.0", "rgbnet.2.0", "rgbnet.3"], s.mlp):
+        for name, (w, b) in zip(["rgbnet.0", "rgbnet.2.0", "rgbnet.3"], s.mlp, strict=True):
             sd[f"{name}.weight"], sd[f"{name}.bias"] = w.clone(), b.clone()
-    return {"global_step": 20000, "model_kwargs": kw, "model_state_dict": sd,
-            "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]}}, s
+    return {
+        "global_step": 20000,
+        "model_kwargs": kw,
+        "model_state_dict": sd,
+        "optimizer_state_dict": {"state": {}, "param_groups": [{"lr": 0.1, "params": [0, 1]}]},
+    }, s
 
 
 @pytest.mark.parametrize("fine", [True, False])
@@ -111,9 +137,14 @@ def _plenoxels(tmp_path, **over):
     occ = g.random(links.shape) < 0.5
     m = int(occ.sum())
     links[occ] = g.permutation(m)
-    arr = {"radius": np.array([1.0, 1.0, 0.8], dtype=np.float32), "center": np.array([0.0, 0.1, 0.0], dtype=np.float32),
-           "links": links, "density_data": (g.random((m, 1)) * 20).astype(np.float32),
-           "sh_data": (g.standard_normal((m, 27)) * 0.3).astype(np.float16), "basis_type": np.array(0)}
+    arr = {
+        "radius": np.array([1.0, 1.0, 0.8], dtype=np.float32),
+        "center": np.array([0.0, 0.1, 0.0], dtype=np.float32),
+        "links": links,
+        "density_data": (g.random((m, 1)) * 20).astype(np.float32),
+        "sh_data": (g.standard_normal((m, 27)) * 0.3).astype(np.float16),
+        "basis_type": np.array(0),
+    }
     arr.update(over)
     arr = {k: v for k, v in arr.items() if v is not None}
     p = tmp_path / "ckpt.npz"
@@ -125,12 +156,19 @@ def test_plenoxels_round_trip(tmp_path):
     p, arr = _plenoxels(tmp_path)
     assert detect_format(p).name == "plenoxels"
     s = load_scene(p)
-    assert s.color_mode == "sh" and s.sh_degree == 2 and s.links is not None and len(s) == arr["density_data"].shape[0]
+    assert (
+        s.color_mode == "sh"
+        and s.sh_degree == 2
+        and s.links is not None
+        and len(s) == arr["density_data"].shape[0]
+    )
     assert torch.equal(s.links, torch.from_numpy(arr["links"]))
     assert torch.equal(s.features, torch.from_numpy(arr["sh_data"].astype(np.float32)))
     # The box of voxel centres: center -+ (radius - half a voxel).
     h = 2 * arr["radius"] / np.array(arr["links"].shape)
-    assert np.allclose(s.bounds(), [arr["center"] - arr["radius"] + h / 2, arr["center"] + arr["radius"] - h / 2])
+    assert np.allclose(
+        s.bounds(), [arr["center"] - arr["radius"] + h / 2, arr["center"] + arr["radius"] - h / 2]
+    )
     q = tmp_path / "again.npz"
     from scenes.formats.plenoxels import write_plenoxels
 
@@ -142,14 +180,17 @@ def test_plenoxels_round_trip(tmp_path):
     assert float(f.alpha.max()) > 0
 
 
-@pytest.mark.parametrize("over,words", [
-    ({"sh_data": np.zeros((3, 27), dtype=np.float16)}, ["sh_data"]),
-    ({"links": np.full((6, 5, 4), 10**6, dtype=np.int32)}, ["links"]),
-    ({"basis_type": np.array(1)}, ["basis_type"]),
-    ({"density_data": None}, ["density_data"]),
-    ({"radius": np.array([1.0, np.inf, 1.0])}, ["radius"]),
-    ({"links": np.array([object()] * 8, dtype=object).reshape(2, 2, 2)}, ["pickle"]),
-])
+@pytest.mark.parametrize(
+    "over,words",
+    [
+        ({"sh_data": np.zeros((3, 27), dtype=np.float16)}, ["sh_data"]),
+        ({"links": np.full((6, 5, 4), 10**6, dtype=np.int32)}, ["links"]),
+        ({"basis_type": np.array(1)}, ["basis_type"]),
+        ({"density_data": None}, ["density_data"]),
+        ({"radius": np.array([1.0, np.inf, 1.0])}, ["radius"]),
+        ({"links": np.array([object()] * 8, dtype=object).reshape(2, 2, 2)}, ["pickle"]),
+    ],
+)
 def test_plenoxels_bad_files(tmp_path, over, words):
     p, _ = _plenoxels(tmp_path, **over)
     with pytest.raises(SceneLoadError) as e:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import orbit_camera, psnr, save_diff
+
 from renderer import RenderSettings
 from renderer.gl_backend.voxels import draw_voxels, render_voxels
 from renderer.torch_backend.voxels import render_voxels as render_torch
@@ -17,8 +17,16 @@ pytestmark = pytest.mark.gl
 
 EXACT = ("rays", "rays_hit", "samples")
 # Counters that depend on float decisions (termination, thresholds) may flip for a handful of samples.
-NEAR = ("samples_visited", "samples_skipped_mask", "samples_skipped_early", "samples_skipped_alpha",
-        "samples_shaded", "density_lookups", "grid_lookups", "mlp_macs")
+NEAR = (
+    "samples_visited",
+    "samples_skipped_mask",
+    "samples_skipped_early",
+    "samples_skipped_alpha",
+    "samples_shaded",
+    "density_lookups",
+    "grid_lookups",
+    "mlp_macs",
+)
 
 
 def _compare(name, gl_ctx, scene, cam, settings, min_psnr=40.0):
@@ -63,10 +71,19 @@ def test_sparse_sh_parity(gl_ctx):
     m = int(occ.sum())
     links = torch.full((X, Y, Z), -1, dtype=torch.int32)
     links[occ] = torch.randperm(m, generator=g).to(torch.int32)
-    s = VoxelGridScene(torch.relu(torch.randn(m, generator=g) * 4), torch.randn(m, 27, generator=g) * 0.3,
-                       torch.tensor([-1.0, -0.9, -1.1]), torch.tensor([1.0, 1.0, 0.9]), color_mode="sh",
-                       density_activation="relu", voxel_size=0.18, voxel_size_ratio=0.18, fast_color_thres=0.0,
-                       stop_thresh=1e-7, links=links)
+    s = VoxelGridScene(
+        torch.relu(torch.randn(m, generator=g) * 4),
+        torch.randn(m, 27, generator=g) * 0.3,
+        torch.tensor([-1.0, -0.9, -1.1]),
+        torch.tensor([1.0, 1.0, 0.9]),
+        color_mode="sh",
+        density_activation="relu",
+        voxel_size=0.18,
+        voxel_size_ratio=0.18,
+        fast_color_thres=0.0,
+        stop_thresh=1e-7,
+        links=links,
+    )
     cam = orbit_camera(3.2, 60, -25, 48, 40)
     _compare("voxels_gl_sparse_sh", gl_ctx, s, cam, RenderSettings(background=(0, 0, 0)))
     _compare("voxels_gl_sparse_sh1", gl_ctx, s, cam, RenderSettings(background=(0, 0, 0), sh_degree=1))

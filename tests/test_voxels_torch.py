@@ -7,10 +7,16 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from conftest import orbit_camera, psnr, save_diff
+
 from renderer import RenderSettings, get_renderer
-from renderer.torch_backend.voxels import _corners, camera_rays, interp_density, interp_features, render_voxels
+from renderer.torch_backend.voxels import (
+    _corners,
+    camera_rays,
+    interp_density,
+    interp_features,
+    render_voxels,
+)
 from scenes import VoxelGridScene
 from scenes.voxels import procedural_shell
 
@@ -47,9 +53,19 @@ def test_uniform_sphere_matches_analytic_chords():
     dens = sigma * (0.5 + (r - xyz.norm(dim=-1)) / h).clamp(0, 1)
     colour = torch.tensor([0.9, 0.4, 0.1])
     feats = torch.logit(colour)[:, None, None, None].expand(3, res, res, res).contiguous()
-    s = VoxelGridScene(dens, feats, torch.full((3,), -1.0), torch.full((3,), 1.0), color_mode="sigmoid_k0",
-                       density_activation="relu", voxel_size=h, voxel_size_ratio=h, stepsize=0.5,
-                       fast_color_thres=0.0, stop_thresh=1e-4)
+    s = VoxelGridScene(
+        dens,
+        feats,
+        torch.full((3,), -1.0),
+        torch.full((3,), 1.0),
+        color_mode="sigmoid_k0",
+        density_activation="relu",
+        voxel_size=h,
+        voxel_size_ratio=h,
+        stepsize=0.5,
+        fast_color_thres=0.0,
+        stop_thresh=1e-4,
+    )
     s.validate()
     cam = orbit_camera(3.0, 20, 15, 64, 48, fov_y_deg=45)
     bg = torch.tensor([0.0, 0.0, 1.0])
@@ -67,7 +83,9 @@ def test_uniform_sphere_matches_analytic_chords():
         save_diff("voxels_sphere_analytic", frame.rgb, ref)
     assert float(err[keep].max()) < 2 * sigma * step
     assert float(err[keep].mean()) < 0.25 * sigma * step
-    torch.testing.assert_close(frame.alpha[..., 0][keep], alpha.reshape(48, 64)[keep], atol=2 * sigma * step, rtol=0)
+    torch.testing.assert_close(
+        frame.alpha[..., 0][keep], alpha.reshape(48, 64)[keep], atol=2 * sigma * step, rtol=0
+    )
 
 
 def test_gradients_reach_grids_and_mlp():
@@ -114,15 +132,22 @@ def test_sparse_links_equal_dense():
     dens[empty] = 0
     sh[:, empty] = 0
     lo, hi = torch.tensor([-1.0, -1.0, -0.8]), torch.tensor([1.0, 0.9, 1.0])
-    common = dict(color_mode="sh", density_activation="relu", voxel_size=0.25, voxel_size_ratio=0.25,
-                  fast_color_thres=0.0, stop_thresh=1e-7)
+    common = dict(
+        color_mode="sh",
+        density_activation="relu",
+        voxel_size=0.25,
+        voxel_size_ratio=0.25,
+        fast_color_thres=0.0,
+        stop_thresh=1e-7,
+    )
     dense = VoxelGridScene(dens, sh, lo, hi, **common)
     links = torch.full((X, Y, Z), -1, dtype=torch.int32)
     occ = (~empty).nonzero()
     perm = torch.randperm(len(occ), generator=g)  # storage order differs from lattice order
     links[occ[perm, 0], occ[perm, 1], occ[perm, 2]] = torch.arange(len(occ), dtype=torch.int32)
-    sparse = VoxelGridScene(dens[~empty][perm].contiguous(), sh[:, ~empty].T[perm].contiguous(), lo, hi,
-                            links=links, **common)
+    sparse = VoxelGridScene(
+        dens[~empty][perm].contiguous(), sh[:, ~empty].T[perm].contiguous(), lo, hi, links=links, **common
+    )
     sparse.validate()
     cam = orbit_camera(3.5, 25, 30, 32, 24)
     a = render_voxels(dense, cam, RenderSettings(background=(0.2, 0.2, 0.2)), "cpu")

@@ -40,8 +40,16 @@ from .sort import set_uniforms
 
 LOCAL = 8  # local_size_x = local_size_y in voxels_march.comp
 MODES = {"rgb": 0, "alpha": 1, "depth": 2}
-COUNTERS = ("samples", "samples_visited", "samples_skipped_mask", "samples_skipped_alpha", "samples_shaded",
-            "density_lookups", "rays_hit", "samples_skipped_early")
+COUNTERS = (
+    "samples",
+    "samples_visited",
+    "samples_skipped_mask",
+    "samples_skipped_alpha",
+    "samples_shaded",
+    "density_lookups",
+    "rays_hit",
+    "samples_skipped_early",
+)
 MAX_UBO_LAYERS = 6  # MLPW0..MLPW5 in the shader; deeper MLPs read their weights from a texture
 MLP_TEX_W = 4096  # width of the MLP weight texture (the shader's `& 4095, >> 12`)
 
@@ -55,7 +63,11 @@ def _scene_key(scene: VoxelGridScene) -> tuple:
     ts = [scene.density, scene.features, scene.xyz_min, scene.xyz_max, scene.mask, scene.links]
     ts += [t for wb in (scene.mlp or []) for t in wb]
     return tuple((t.data_ptr(), t._version, tuple(t.shape)) if t is not None else None for t in ts) + (
-        scene.color_mode, scene.density_activation, scene.rgbnet_direct, scene.viewbase_pe)
+        scene.color_mode,
+        scene.density_activation,
+        scene.rgbnet_direct,
+        scene.viewbase_pe,
+    )
 
 
 class _SceneTextures:
@@ -79,7 +91,7 @@ class _SceneTextures:
         V = dens.shape[0]
         packed = np.zeros((V, G * 4), dtype=np.float32)
         packed[:, 0] = dens[:, 0].numpy()
-        packed[:, 1:1 + C] = feats.numpy()
+        packed[:, 1 : 1 + C] = feats.numpy()
         max_size = int(ctx.info.get("GL_MAX_TEXTURE_SIZE", 16384))
         texels = max(1, V * G)
         self.texw_log2 = 12
@@ -88,8 +100,10 @@ class _SceneTextures:
         width = 1 << self.texw_log2
         rows = -(-texels // width)
         if rows > max_size:
-            raise ValueError(f"the voxel grid ({V} voxels x {G} vec4) exceeds this GL's texture limit "
-                             f"({max_size} x {max_size})")
+            raise ValueError(
+                f"the voxel grid ({V} voxels x {G} vec4) exceeds this GL's texture limit "
+                f"({max_size} x {max_size})"
+            )
         flat = np.zeros((rows * width, 4), dtype=np.float32)
         flat[:texels] = packed.reshape(-1, 4)
         self.vox = ctx.texture((width, rows), 4, flat.tobytes(), dtype="f4")
@@ -98,18 +112,26 @@ class _SceneTextures:
         self.links = self.mask = None
         if sparse:
             X, Y, Z = scene.grid_shape
-            self.links = ctx.texture3d((Z, Y, X), 1, scene.links.numpy().astype(np.int32).tobytes(), dtype="i4")
+            self.links = ctx.texture3d(
+                (Z, Y, X), 1, scene.links.numpy().astype(np.int32).tobytes(), dtype="i4"
+            )
             _nearest(ctx, self.links)
             self.objects.append(self.links)
         if scene.mask is not None:
             mx, my, mz = scene.mask.shape
-            self.mask = ctx.texture3d((mz, my, mx), 1, scene.mask.numpy().astype(np.uint8).tobytes(), dtype="u1")
+            self.mask = ctx.texture3d(
+                (mz, my, mx), 1, scene.mask.numpy().astype(np.uint8).tobytes(), dtype="u1"
+            )
             _nearest(ctx, self.mask)
             self.objects.append(self.mask)
         self.defines = {
-            "G": G, "C": C, "COLOR_MODE": {"sigmoid_k0": 0, "mlp": 1, "sh": 2}[scene.color_mode],
-            "ACT": 0 if scene.density_activation == "softplus" else 1, "SPARSE": int(sparse),
-            "HAS_MASK": int(scene.mask is not None), "PE": scene.viewbase_pe,
+            "G": G,
+            "C": C,
+            "COLOR_MODE": {"sigmoid_k0": 0, "mlp": 1, "sh": 2}[scene.color_mode],
+            "ACT": 0 if scene.density_activation == "softplus" else 1,
+            "SPARSE": int(sparse),
+            "HAS_MASK": int(scene.mask is not None),
+            "PE": scene.viewbase_pe,
             "RGBNET_DIRECT": int(scene.rgbnet_direct),
         }
         self.mlp_bufs: list = []
@@ -138,9 +160,15 @@ class _SceneTextures:
         use_tex = wmax * 16 > limit or len(layers) + 1 > max_blocks or len(layers) > MAX_UBO_LAYERS
         if bias.nbytes > limit:
             raise ValueError(f"the MLP's biases ({bias.nbytes} bytes) exceed a uniform block ({limit} bytes)")
-        self.defines.update({
-            "MLP_LAYERS": len(layers), "MLP_DIMS": ",".join(str(d) for d in dims),
-            "MLP_MAXW4": max(-(-d // 4) for d in dims), "MLP_B4": bias.shape[0], "MLP_TEX": int(use_tex)})
+        self.defines.update(
+            {
+                "MLP_LAYERS": len(layers),
+                "MLP_DIMS": ",".join(str(d) for d in dims),
+                "MLP_MAXW4": max(-(-d // 4) for d in dims),
+                "MLP_B4": bias.shape[0],
+                "MLP_TEX": int(use_tex),
+            }
+        )
         if not use_tex:
             self.defines.update({f"MLP_W{i}": m.shape[0] for i, m in enumerate(mats)})
         b = ctx.buffer(bias.tobytes())
@@ -149,7 +177,7 @@ class _SceneTextures:
             allw = np.concatenate(mats)
             rows = -(-allw.shape[0] // MLP_TEX_W)
             flat = np.zeros((rows * MLP_TEX_W, 4), dtype=np.float32)
-            flat[:allw.shape[0]] = allw
+            flat[: allw.shape[0]] = allw
             self.mlp_tex = ctx.texture((MLP_TEX_W, rows), 4, flat.tobytes(), dtype="f4")
             _nearest(ctx, self.mlp_tex)
             self.objects.append(self.mlp_tex)
@@ -258,21 +286,41 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     grid_scale = (size - np.float32(1)) / (hi - lo)  # float32, the same arithmetic as the torch twin
     rng = (0.0, 1.0)
     if settings.mode == "depth":
-        rng = settings.depth_range or colormap.auto_depth_range(scene.bounds(), camera.T_camera_world, camera.near)
+        rng = settings.depth_range or colormap.auto_depth_range(
+            scene.bounds(), camera.T_camera_world, camera.near
+        )
     deg = 0
     if scene.color_mode == "sh":
-        deg = scene.sh_degree if settings.sh_degree is None else max(0, min(settings.sh_degree, scene.sh_degree))
+        deg = (
+            scene.sh_degree
+            if settings.sh_degree is None
+            else max(0, min(settings.sh_degree, scene.sh_degree))
+        )
     uni = dict(
-        vox_tex=0, links_tex=1, mask_tex=2, mlp_tex=3, texw_log2=tex.texw_log2,
-        image_size=(W, H), intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy),
+        vox_tex=0,
+        links_tex=1,
+        mask_tex=2,
+        mlp_tex=3,
+        texw_log2=tex.texw_log2,
+        image_size=(W, H),
+        intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy),
         cam_rot=tuple(camera.T_world_camera[:3, :3].astype(np.float32).T.flatten()),
         cam_pos=tuple(camera.position.astype(np.float32)),
         near_far=(float(camera.near), float(min(camera.far, 3e38))),
-        box_lo=tuple(lo), box_hi=tuple(hi), grid_scale=tuple(grid_scale), grid_size=tuple(int(s) for s in size),
-        step_world=scene.step_world(), interval=scene.interval(), act_shift=float(scene.act_shift),
-        color_thres=float(scene.fast_color_thres), log_stop=math.log(scene.stop_thresh),
-        background=tuple(float(c) for c in settings.background), mode=MODES[settings.mode],
-        depth_range=tuple(float(r) for r in rng), sh_degree=deg)
+        box_lo=tuple(lo),
+        box_hi=tuple(hi),
+        grid_scale=tuple(grid_scale),
+        grid_size=tuple(int(s) for s in size),
+        step_world=scene.step_world(),
+        interval=scene.interval(),
+        act_shift=float(scene.act_shift),
+        color_thres=float(scene.fast_color_thres),
+        log_stop=math.log(scene.stop_thresh),
+        background=tuple(float(c) for c in settings.background),
+        mode=MODES[settings.mode],
+        depth_range=tuple(float(r) for r in rng),
+        sh_degree=deg,
+    )
     if scene.mask is not None:
         uni["mask_scale"] = tuple(scene.mask_xyz2ijk_scale.detach().cpu().float().numpy())
         uni["mask_shift"] = tuple(scene.mask_xyz2ijk_shift.detach().cpu().float().numpy())
@@ -293,7 +341,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
             arrays = (rgba, depth)
     raw = np.frombuffer(st.counters.read(), dtype=np.uint32)
     check_error(ctx, "voxels march")
-    c = {name: int(v) for name, v in zip(COUNTERS, raw)}
+    c = {name: int(v) for name, v in zip(COUNTERS, raw, strict=True)}
     c["rays"] = W * H
     c["feature_lookups"] = c["samples_shaded"]
     c["grid_lookups"] = c["density_lookups"] + c["feature_lookups"]
@@ -310,8 +358,9 @@ def draw_voxels(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSett
     return out_rgba, stats
 
 
-def render_voxels(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
-                  readback: bool = True) -> Frame:
+def render_voxels(
+    ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings, readback: bool = True
+) -> Frame:
     """March and (by default) read back: Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] float32.
 
     With readback=False the tensors are empty and Frame.extras["texture"] is the RGBA32F texture
@@ -320,9 +369,17 @@ def render_voxels(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSe
     out_rgba, out_depth, stats, arrays = _march(ctx, scene, camera, settings, readback)
     if arrays is None:
         empty = torch.zeros(0, 0, 3)
-        return Frame(rgb=empty, alpha=torch.zeros(0, 0, 1), stats=stats,
-                     extras={"texture": out_rgba, "depth_texture": out_depth})
+        return Frame(
+            rgb=empty,
+            alpha=torch.zeros(0, 0, 1),
+            stats=stats,
+            extras={"texture": out_rgba, "depth_texture": out_depth},
+        )
     rgba, depth = arrays
     rgba_t = torch.from_numpy(rgba.copy())
-    return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
-                 depth=torch.from_numpy(depth.copy()), stats=stats)
+    return Frame(
+        rgb=rgba_t[..., :3].contiguous(),
+        alpha=rgba_t[..., 3:].contiguous(),
+        depth=torch.from_numpy(depth.copy()),
+        stats=stats,
+    )

@@ -52,10 +52,14 @@ def camera_rays(camera: Camera, device=None) -> tuple[Tensor, Tensor, Tensor]:
         zfac: Tensor  # [H*W] view-space z per unit of ray length (cosine to the optical axis)
     """
     H, W = camera.height, camera.width
-    j, i = torch.meshgrid(torch.arange(H, dtype=torch.float32, device=device),
-                          torch.arange(W, dtype=torch.float32, device=device), indexing="ij")
-    d_cam = torch.stack([(i + 0.5 - camera.cx) / camera.fx, (j + 0.5 - camera.cy) / camera.fy,
-                         torch.ones_like(i)], dim=-1).reshape(-1, 3)
+    j, i = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32, device=device),
+        torch.arange(W, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
+    d_cam = torch.stack(
+        [(i + 0.5 - camera.cx) / camera.fx, (j + 0.5 - camera.cy) / camera.fy, torch.ones_like(i)], dim=-1
+    ).reshape(-1, 3)
     inv_len = torch.rsqrt((d_cam * d_cam).sum(-1))
     R = torch.as_tensor(camera.T_world_camera[:3, :3], dtype=torch.float32, device=device)
     dirs = F.normalize(d_cam @ R.T, dim=-1)
@@ -63,8 +67,9 @@ def camera_rays(camera: Camera, device=None) -> tuple[Tensor, Tensor, Tensor]:
     return origin, dirs, inv_len
 
 
-def ray_box(origin: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor, t_near: Tensor, t_far: Tensor
-            ) -> tuple[Tensor, Tensor]:
+def ray_box(
+    origin: Tensor, dirs: Tensor, lo: Tensor, hi: Tensor, t_near: Tensor, t_far: Tensor
+) -> tuple[Tensor, Tensor]:
     """DVGO's slab test: (t_min, t_max) [N], both clamped to [t_near, t_far] (t_max <= t_min: a miss)."""
     v = torch.where(dirs == 0, torch.full_like(dirs, 1e-6), dirs)
     a = (hi - origin) / v
@@ -165,7 +170,9 @@ def shade(scene: VoxelGridScene, feats: Tensor, dirs: Tensor, sh_degree: int | N
         basis = sh_basis(dirs, deg)  # [N,nb]
         coef = feats.reshape(-1, 3, k)[:, :, :nb]
         return torch.clamp_min((coef * basis[:, None, :]).sum(-1) + 0.5, 0.0)
-    x = torch.cat([feats if scene.rgbnet_direct else feats[:, 3:], view_embedding(dirs, scene.viewbase_pe)], -1)
+    x = torch.cat(
+        [feats if scene.rgbnet_direct else feats[:, 3:], view_embedding(dirs, scene.viewbase_pe)], -1
+    )
     n = len(scene.mlp)
     for li, (w, b) in enumerate(scene.mlp):
         x = F.linear(x, w, b)
@@ -175,13 +182,32 @@ def shade(scene: VoxelGridScene, feats: Tensor, dirs: Tensor, sh_degree: int | N
 
 
 # -- the marcher ----------------------------------------------------------------------------
-COUNTER_NAMES = ("rays", "rays_hit", "samples", "samples_visited", "samples_skipped_mask",
-                 "samples_skipped_early", "samples_skipped_alpha", "samples_shaded",
-                 "density_lookups", "feature_lookups", "grid_lookups", "mlp_macs")
+COUNTER_NAMES = (
+    "rays",
+    "rays_hit",
+    "samples",
+    "samples_visited",
+    "samples_skipped_mask",
+    "samples_skipped_early",
+    "samples_skipped_alpha",
+    "samples_shaded",
+    "density_lookups",
+    "feature_lookups",
+    "grid_lookups",
+    "mlp_macs",
+)
 
 
-def march(scene: VoxelGridScene, origin: Tensor, dirs: Tensor, zfac: Tensor, near: float, far: float,
-          background: Tensor, sh_degree: int | None = None) -> tuple[Tensor, Tensor, Tensor, dict]:
+def march(
+    scene: VoxelGridScene,
+    origin: Tensor,
+    dirs: Tensor,
+    zfac: Tensor,
+    near: float,
+    far: float,
+    background: Tensor,
+    sh_degree: int | None = None,
+) -> tuple[Tensor, Tensor, Tensor, dict]:
     """March rays through the scene.
 
     Args:
@@ -268,7 +294,9 @@ def march(scene: VoxelGridScene, origin: Tensor, dirs: Tensor, zfac: Tensor, nea
         has = a > DEPTH_EPS
         rgb_out.append(acc_rgb + T[:, None] * background)
         alpha_out.append(a)
-        depth_out.append(torch.where(has, acc_z / torch.where(has, a, torch.ones_like(a)), torch.zeros_like(a)))
+        depth_out.append(
+            torch.where(has, acc_z / torch.where(has, a, torch.ones_like(a)), torch.zeros_like(a))
+        )
     cnt["samples_skipped_early"] = cnt["samples"] - cnt["samples_visited"]
     cnt["samples_skipped_mask"] = cnt["samples_visited"] - cnt["density_lookups"]
     cnt["feature_lookups"] = cnt["samples_shaded"]
@@ -280,8 +308,9 @@ def march(scene: VoxelGridScene, origin: Tensor, dirs: Tensor, zfac: Tensor, nea
     return torch.cat(rgb_out), torch.cat(alpha_out), torch.cat(depth_out), cnt
 
 
-def render_voxels(scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
-                  device: torch.device | str = "cpu") -> Frame:
+def render_voxels(
+    scene: VoxelGridScene, camera: Camera, settings: RenderSettings, device: torch.device | str = "cpu"
+) -> Frame:
     """Render `scene` seen by `camera` in mode rgb | alpha | depth; gradients flow to the grids and MLP."""
     device = torch.device(device)
     if settings.mode not in ("rgb", "alpha", "depth"):
@@ -299,7 +328,9 @@ def render_voxels(scene: VoxelGridScene, camera: Camera, settings: RenderSetting
     if settings.mode == "alpha":
         rgb = alpha + (1.0 - alpha) * bg
     elif settings.mode == "depth":
-        rng = settings.depth_range or colormap.auto_depth_range(scene.bounds(), camera.T_camera_world, camera.near)
+        rng = settings.depth_range or colormap.auto_depth_range(
+            scene.bounds(), camera.T_camera_world, camera.near
+        )
         rgb = colormap.depth_to_rgb(depth, alpha, rng, bg)
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -60,15 +60,25 @@ def read_plenoxels(path: Path) -> VoxelGridScene:
         try:
             arr = {k: npz[k] for k in npz.files if not k.startswith("background")}
         except ValueError as e:  # an object array needs pickle: refused
-            raise SceneLoadError(path, f"the file holds pickled objects, which Radview does not load ({e})") from e
+            raise SceneLoadError(
+                path, f"the file holds pickled objects, which Radview does not load ({e})"
+            ) from e
         has_bg = any(k.startswith("background") for k in npz.files)
     basis = int(np.asarray(arr.get("basis_type", 0)).reshape(-1)[0]) if "basis_type" in arr else 0
     if basis != 0:
-        raise SceneLoadError(path, f"basis_type {basis} (spherical Gaussians / learned basis) is not supported; "
-                                   "only spherical harmonics (0) are")
-    radius, center = arr["radius"].astype(np.float64).reshape(-1), arr["center"].astype(np.float64).reshape(-1)
+        raise SceneLoadError(
+            path,
+            f"basis_type {basis} (spherical Gaussians / learned basis) is not supported; "
+            "only spherical harmonics (0) are",
+        )
+    radius, center = (
+        arr["radius"].astype(np.float64).reshape(-1),
+        arr["center"].astype(np.float64).reshape(-1),
+    )
     if radius.shape != (3,) or center.shape != (3,):
-        raise SceneLoadError(path, f"radius and center must hold 3 numbers, got {radius.shape} and {center.shape}")
+        raise SceneLoadError(
+            path, f"radius and center must hold 3 numbers, got {radius.shape} and {center.shape}"
+        )
     _finite(path, radius, "radius")
     _finite(path, center, "center")
     if (radius <= 0).any():
@@ -82,14 +92,18 @@ def read_plenoxels(path: Path) -> VoxelGridScene:
     if dens.ndim == 1:
         dens = dens[:, None]
     if dens.ndim != 2 or dens.shape[1] != 1 or dens.dtype.kind != "f":
-        raise SceneLoadError(path, f"density_data has shape {dens.shape} ({dens.dtype}), expected (M, 1) floats")
+        raise SceneLoadError(
+            path, f"density_data has shape {dens.shape} ({dens.dtype}), expected (M, 1) floats"
+        )
     m = dens.shape[0]
     sh = arr["sh_data"]
     if sh.ndim != 2 or sh.shape[0] != m or sh.dtype.kind != "f":
         raise SceneLoadError(path, f"sh_data has shape {sh.shape} ({sh.dtype}), expected ({m}, 3*K) floats")
     k = sh.shape[1] // 3
     if sh.shape[1] % 3 or k not in (1, 4, 9, 16):
-        raise SceneLoadError(path, f"sh_data has {sh.shape[1]} columns, expected 3, 12, 27 or 48 (3 x SH basis)")
+        raise SceneLoadError(
+            path, f"sh_data has {sh.shape[1]} columns, expected 3, 12, 27 or 48 (3 x SH basis)"
+        )
     lmin, lmax = int(links.min()), int(links.max())
     if lmin < -1 or lmax >= m:
         raise SceneLoadError(path, f"links range over [{lmin}, {lmax}], expected -1 (empty) or 0..{m - 1}")
@@ -102,12 +116,21 @@ def read_plenoxels(path: Path) -> VoxelGridScene:
     lo, hi = center - radius + h / 2, center + radius - h / 2
     vs = float(h.min())
     scene = VoxelGridScene(
-        density=torch.from_numpy(dens32), features=torch.from_numpy(sh32),
-        xyz_min=torch.tensor(lo, dtype=torch.float32), xyz_max=torch.tensor(hi, dtype=torch.float32),
-        color_mode="sh", density_activation="relu", act_shift=0.0, voxel_size=vs, voxel_size_ratio=vs,
-        stepsize=0.5, fast_color_thres=0.0, stop_thresh=1e-7,
+        density=torch.from_numpy(dens32),
+        features=torch.from_numpy(sh32),
+        xyz_min=torch.tensor(lo, dtype=torch.float32),
+        xyz_max=torch.tensor(hi, dtype=torch.float32),
+        color_mode="sh",
+        density_activation="relu",
+        act_shift=0.0,
+        voxel_size=vs,
+        voxel_size_ratio=vs,
+        stepsize=0.5,
+        fast_color_thres=0.0,
+        stop_thresh=1e-7,
         links=torch.from_numpy(np.ascontiguousarray(links.astype(np.int32))),
-        meta={"sh_degree": int(round(k**0.5)) - 1})
+        meta={"sh_degree": int(round(k**0.5)) - 1},
+    )
     if has_bg:
         scene.meta["note"] = "the background model (background_links/background_data) is not rendered"
     try:
@@ -120,19 +143,33 @@ def read_plenoxels(path: Path) -> VoxelGridScene:
 def write_plenoxels(scene: VoxelGridScene, path: Path, **_opts) -> dict:
     """Save a sparse SH scene (as read above) back to svox2's ckpt.npz layout (sh_data as float16)."""
     if scene.links is None or scene.color_mode != "sh" or scene.density_activation != "relu":
-        raise ValueError("only Plenoxels-style scenes (links, relu density, SH colour) can be saved as ckpt.npz")
+        raise ValueError(
+            "only Plenoxels-style scenes (links, relu density, SH colour) can be saved as ckpt.npz"
+        )
     s = scene.to("cpu")
     R = np.array(s.grid_shape, dtype=np.float64)
     lo, hi = s.xyz_min.double().numpy(), s.xyz_max.double().numpy()
     h = (hi - lo) / (R - 1)
     center, radius = (lo + hi) / 2, (hi - lo) / 2 + h / 2
     with open(path, "wb") as f:
-        np.savez(f, radius=radius.astype(np.float32), center=center.astype(np.float32),
-                 links=s.links.numpy().astype(np.int32), density_data=s.density.detach().numpy()[:, None],
-                 sh_data=s.features.detach().numpy().astype(np.float16), basis_type=np.array(0))
+        np.savez(
+            f,
+            radius=radius.astype(np.float32),
+            center=center.astype(np.float32),
+            links=s.links.numpy().astype(np.int32),
+            density_data=s.density.detach().numpy()[:, None],
+            sh_data=s.features.detach().numpy().astype(np.float16),
+            basis_type=np.array(0),
+        )
     return {"sh_data": "stored as float16"}
 
 
 FORMAT = FormatSpec(
-    name="plenoxels", extensions=(".npz",), sniff=_sniff, read=read_plenoxels, write=write_plenoxels,
-    description="Plenoxels checkpoint (svox2 ckpt.npz)", kinds=("voxels",))
+    name="plenoxels",
+    extensions=(".npz",),
+    sniff=_sniff,
+    read=read_plenoxels,
+    write=write_plenoxels,
+    description="Plenoxels checkpoint (svox2 ckpt.npz)",
+    kinds=("voxels",),
+)
