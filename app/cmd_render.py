@@ -44,7 +44,9 @@ def add_arguments(parser) -> None:
                              f"else {DEFAULT_SIZE[0]}x{DEFAULT_SIZE[1]})")
     parser.add_argument("--frames", metavar="N",
                         help=f"frames in the video (default: the camera path's, else {DEFAULT_FRAMES})")
-    parser.add_argument("--fps", metavar="F", help="frames per second (default: the camera path's, else 30)")
+    parser.add_argument("--fps", metavar="F",
+                        help="frames per second of the video (default: the camera path's, else 30); "
+                             "a flipbook (folder of per-frame PLYs) also plays at this rate")
     parser.add_argument("--path", dest="camera_path", default="orbit", metavar="orbit|FILE.json",
                         help="camera path: an orbit around the scene (default) or a camera path file")
     parser.add_argument("--backend", metavar="torch|gl",
@@ -60,6 +62,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--time", metavar="T", help="scene time in seconds (4D scenes)")
     parser.add_argument("--time-range", nargs=2, metavar=("A", "B"),
                         help="animate the scene time from A to B over the video's frames")
+    parser.add_argument("--time-duration", nargs=2, metavar=("T0", "T1"),
+                        help="time span a 4D checkpoint was trained on (Yang et al. 4DGS: sets the "
+                             "colour's period; read from a .yaml beside the checkpoint when left out)")
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -101,6 +106,16 @@ def parse_background(text: str) -> tuple[float, float, float]:
     if len(parts) != 3:
         raise UsageError(f"--background must be three numbers R,G,B in [0, 1], got {text!r}")
     return tuple(_float(p, "--background values", 0.0, 1.0) for p in parts)  # type: ignore[return-value]
+
+
+def parse_time_duration(values) -> tuple[float, float] | None:
+    """--time-duration T0 T1 -> (t0, t1) with t0 < t1, or None when not given."""
+    if not values:
+        return None
+    t0, t1 = (_float(v, "--time-duration") for v in values)
+    if not t1 > t0:
+        raise UsageError(f"--time-duration T0 T1 needs T0 < T1, got {t0:g} {t1:g}")
+    return t0, t1
 
 
 def _choice(text: str, what: str, choices: tuple[str, ...]) -> str:
@@ -202,6 +217,7 @@ def run(args) -> int:
     sh_degree = _int(args.sh_degree, "--sh-degree", 0, 3) if args.sh_degree is not None else None
     t_still = _float(args.time, "--time") if args.time is not None else None
     t_range = tuple(_float(v, "--time-range") for v in args.time_range) if args.time_range else None
+    t_duration = parse_time_duration(args.time_duration)
 
     path = None
     if args.camera_path != "orbit":
@@ -222,7 +238,9 @@ def run(args) -> int:
     if not video:
         n_frames = 1
 
-    scene = load_scene(args.scene)  # SceneLoadError -> exit 2 with one line (app/cli.py)
+    # Reader options go to the formats that take them (flipbook fps, 4D checkpoints' time span).
+    scene = load_scene(args.scene, fps=fps if args.fps is not None else None,
+                       time_duration=t_duration)  # SceneLoadError -> exit 2 with one line (app/cli.py)
     renderer = choose_renderer(backend, scene)
     device = getattr(renderer, "device", None)
     if device is not None and getattr(device, "type", "cpu") != "cpu" and hasattr(scene, "to"):

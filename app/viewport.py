@@ -106,6 +106,12 @@ class Viewport(QOpenGLWidget):
         self.adaptive = True  # lower the resolution while moving (View menu)
         self.scale = 0.5  # fraction of the widget's resolution used while moving
         self._full_ms = None  # time of the last full-resolution frame
+        # Lowest scale worth using for this scene and backend: raised when a reduced frame turned
+        # out no faster than a full one (per-primitive costs dominate, or a tile rasterizer gets
+        # more primitives per tile as tiles cover more of the scene).
+        self._floor = MIN_SCALE
+        self._floor_for = None  # (scene id, backend) the floor was learnt for
+        self._no_gain = 0  # reduced frames in a row that were no faster than a full one
         self.last_frame: FrameRendered | None = None
         self.frames_presented = 0
         self._worker = None  # RenderWorker for the torch backend, made on first use
@@ -408,17 +414,26 @@ class Viewport(QOpenGLWidget):
             budget = 1000.0 / INTERACTIVE_FPS
             # Time grows with pixels, i.e. with scale squared: aim the next moving frame at the budget.
             # A full-size (resting) frame sets the starting point for the next move.
+            who = (id(self.session.scene), msg.backend)
+            if who != self._floor_for:
+                self._floor, self._floor_for, self._full_ms, self._no_gain = MIN_SCALE, who, None, 0
             cur = min(1.0, msg.width / self.physical_size()[0])
             want = cur * math.sqrt(budget / max(msg.frame_ms, 1e-3))
             if not msg.interactive:
                 self._full_ms = msg.frame_ms
             elif cur < 1.0 and self._full_ms and msg.frame_ms > 0.9 * self._full_ms:
-                # Fewer pixels did not help (per-primitive costs dominate, or a tile-based
-                # rasterizer gets more primitives per tile): give the resolution back.
-                want = self.scale * 1.25
+                # Fewer pixels did not help. Twice in a row (one slow frame may be a costly view,
+                # not the size): never go this low again for this scene and backend.
+                self._no_gain += 1
+                if self._no_gain >= 2:
+                    self._floor, self._no_gain = min(1.0, cur * 1.5), 0
+                    want = 1.0
+                else:
+                    want = self.scale
             else:
+                self._no_gain = 0
                 want = 0.5 * self.scale + 0.5 * want  # smooth: frame times are noisy
-            self.scale = float(min(1.0, max(MIN_SCALE, want)))
+            self.scale = float(min(1.0, max(self._floor, want)))
         self.frame_presented.emit(msg)
         self.session.message.emit(msg)
 

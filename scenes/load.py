@@ -7,6 +7,7 @@ _FORMAT_MODULES that do not exist yet are skipped, so formats can land one at a 
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -100,8 +101,25 @@ def detect_format(path: str | os.PathLike) -> FormatSpec:
     raise SceneLoadError(p, f"unknown scene format (supported: {', '.join(known)})")
 
 
-def load_scene(path: str | os.PathLike, format: str | None = None):
-    """Read a scene file or folder into a Scene. Raises SceneLoadError naming the problem."""
+def _read_options(read: Callable, opts: dict) -> dict:
+    """The options (not None) that `read` takes by name; a reader without them gets none."""
+    opts = {k: v for k, v in opts.items() if v is not None}
+    if not opts:
+        return {}
+    params = inspect.signature(read).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return opts
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    return {k: v for k, v in opts.items() if k in names}
+
+
+def load_scene(path: str | os.PathLike, format: str | None = None, **opts):
+    """Read a scene file or folder into a Scene. Raises SceneLoadError naming the problem.
+
+    opts: reader options, e.g. fps= (flipbooks) or time_duration=(t0, t1) (4D checkpoints); each
+    goes to the format's read() only when that reader takes it (and is not None), so the same
+    options can be given for any file.
+    """
     p = Path(path)
     if format is not None:
         spec = get_format(format)
@@ -110,7 +128,7 @@ def load_scene(path: str | os.PathLike, format: str | None = None):
     else:
         spec = detect_format(p)
     try:
-        scene = spec.read(p)
+        scene = spec.read(p, **_read_options(spec.read, opts))
     except SceneLoadError:
         raise
     except MemoryError as e:

@@ -38,14 +38,23 @@ def synthetic_scene(n: int, seed: int = 0):
 
 
 def pump(app, until, timeout_s: float = 120.0) -> bool:
-    """Process events until `until()` is true (or the timeout)."""
+    """Run the Qt event loop until `until()` is true (checked every 5 ms) or the timeout.
+
+    A QEventLoop, not a Python loop around processEvents: Python spinning here would hold the
+    GIL and slow the render thread, which a real session (app.exec()) does not.
+    """
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    if until():
+        return True
+    loop = QEventLoop()
     t0 = time.perf_counter()
-    while not until():
-        app.processEvents()
-        if time.perf_counter() - t0 > timeout_s:
-            return False
-        time.sleep(0.001)
-    return True
+    poll = QTimer(interval=5)
+    poll.timeout.connect(lambda: (until() or time.perf_counter() - t0 > timeout_s) and loop.quit())
+    poll.start()
+    loop.exec()
+    poll.stop()
+    return until()
 
 
 def settle(app, win) -> None:

@@ -87,3 +87,41 @@ def test_describe_other_kinds():
 
     text = format_text(info, "grid")
     assert "sh_degree" not in text and "4,096" in text
+
+
+# ------------------------------------------------------------------ 4D scenes: time range, reader options
+
+
+def test_info_4d_time_range_and_time_duration(tmp_path, capsys):
+    from test_formats_4d import save_yang_ckpt, yang_capture
+
+    p = tmp_path / "chkpnt30000.pth"
+    save_yang_ckpt(p, yang_capture())
+    assert main(["info", str(p), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert set(info) == JSON_KEYS | {"time_range"} and info["kind"] == "gaussians4d"
+    assert info["time_range"] == [0.0, 10.0]  # guessed from the Gaussians' times (N3V range)
+    assert main(["info", str(p), "--json", "--time-duration", "0", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["time_range"] == [0.0, 2.0]
+    assert main(["info", str(p), "--time-duration", "-1", "3"]) == 0
+    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.strip().splitlines())
+    assert lines["time_range"].strip() == "-1 to 3 s"
+    assert main(["info", str(p), "--time-duration", "2", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--time-duration" in err[0]
+
+
+def test_info_flipbook_fps(tmp_path, capsys):
+    from scenes import save_scene
+
+    for i in range(3):
+        save_scene(random_gaussians(50, seed=i), tmp_path / f"frame_{i:03d}.ply")
+    assert main(["info", str(tmp_path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "flipbook" and info["time_range"] == [0.0, 0.1]  # 3 frames at 30 fps
+    assert main(["info", str(tmp_path), "--json", "--fps", "10"]) == 0
+    assert json.loads(capsys.readouterr().out)["time_range"] == pytest.approx([0.0, 0.3])
+    # A reader option a format does not take is ignored: a plain PLY still loads.
+    assert main(["info", str(tmp_path / "frame_000.ply"), "--json", "--fps", "10"]) == 0
+    assert "time_range" not in json.loads(capsys.readouterr().out)
+    assert main(["info", str(tmp_path), "--fps", "0"]) == 2

@@ -299,7 +299,31 @@ def test_render_gaussians_points_mode_and_unsupported():
     assert 0 < int(covered.sum()) < W * H
     assert torch.all(fr.alpha[covered] == 1) and torch.all(fr.rgb[~covered] == torch.tensor([0.0, 0.0, 1.0]))
     with pytest.raises(ValueError, match="not supported by the torch backend"):
-        render_gaussians(scene, cam, RenderSettings(mode="normals"), "cpu")
+        render_gaussians(scene, cam, RenderSettings(mode="albedo"), "cpu")
+
+
+def test_ellipsoids_and_normals_modes_on_a_sphere():
+    """A round Gaussian of sigma 0.1 drawn at 2 sigma is a sphere of radius 0.2."""
+    from scenes import GaussianScene
+    scene = GaussianScene(torch.zeros(1, 3), torch.tensor([[1.0, 0, 0, 0]]), torch.full((1, 3), 0.1),
+                          torch.ones(1), torch.full((1, 1, 3), 0.5))
+    cam = Camera.look_at((0, 0, -3.0), (0, 0, 0), (0, -1, 0), 61, 61, 40.0)
+    fr = render_gaussians(scene, cam, RenderSettings(mode="ellipsoids", ellipsoid_sigma=2.0), "cpu")
+    r_px = cam.fx * 0.2 / math.sqrt(3.0**2 - 0.2**2)  # silhouette radius of the sphere
+    assert abs(float(fr.alpha.sum()) - math.pi * r_px**2) < 2 * math.pi * r_px  # within a pixel ring
+    assert float(fr.depth[30, 30]) == pytest.approx(2.8, abs=1e-3)
+    assert torch.allclose(fr.rgb[30, 30], torch.full((3,), 0.5 + 0.5 * 0.28209479177387814), atol=1e-4)
+    assert torch.allclose(fr.normals[30, 30], torch.tensor([0.0, 0.0, -1.0]), atol=1e-3)  # faces the camera
+    fn = render_gaussians(scene, cam, RenderSettings(mode="normals", ellipsoid_sigma=2.0), "cpu")
+    hit = fn.alpha[..., 0] > 0
+    assert torch.allclose(fn.normals[hit].norm(dim=-1), torch.ones(int(hit.sum())), atol=1e-4)
+    assert torch.allclose(fn.rgb[hit], fn.normals[hit] * 0.5 + 0.5, atol=1e-6)
+    # The nearest of two ellipsoids wins.
+    two = GaussianScene(torch.tensor([[0.0, 0, 0], [0.0, 0, -1.0]]), torch.tensor([[1.0, 0, 0, 0]] * 2),
+                        torch.tensor([[0.1] * 3, [0.05] * 3]), torch.ones(2),
+                        torch.tensor([[[1.0, -1.0, -1.0]], [[-1.0, 1.0, -1.0]]]))
+    f2 = render_gaussians(two, cam, RenderSettings(mode="ellipsoids", ellipsoid_sigma=2.0), "cpu")
+    assert float(f2.depth[30, 30]) == pytest.approx(1.9, abs=1e-3) and f2.rgb[30, 30, 1] > f2.rgb[30, 30, 0]
 
 
 def test_render_gaussians_empty_and_behind_camera():
@@ -322,3 +346,38 @@ def test_covars_and_splat_scale_agree():
         scene.covars = quat_scale_to_covar(scene.quats, scene.scales)
         b = render_gaussians(scene, cam, RenderSettings(splat_scale=0.7), "cpu")
     check_close("covars_vs_quats", b.rgb, a.rgb, tol=1e-5)
+
+
+def test_whole_image_gaussian_matches_brute_force():
+    """One Gaussian wider than the image behind and in front of small ones."""
+    W, H = 45, 33
+    scene = random_gaussians(40, seed=12, sh_degree=0, log_scale=-2.5)
+    big = random_gaussians(1, seed=13, sh_degree=0, log_scale=0.5)  # sigma ~1.6 at distance ~3
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        setattr(scene, name, torch.cat([getattr(big, name), getattr(scene, name)]))
+    scene.means[0] = torch.tensor([0.1, -0.1, 0.2])
+    scene.opacities[0] = 0.7
+    cam = orbit_camera(width=W, height=H, distance=3.0)
+    p, rgb, opac = project_scene(scene, cam, "classic", 0)
+    assert p.valid[0] and int(p.radii[0]) > max(W, H)
+    bins = bin_tiles(p.means2d, p.radii, p.depths, p.valid, W, H)
+    assert all(0 in lst for lst in bins_as_lists(bins))
+    with torch.no_grad():
+        img, alpha, _ = rasterize(p.means2d, p.conics, opac, rgb, bins, W, H)
+    ref, ref_alpha, _ = brute_render(p.means2d, p.conics, opac, rgb, p.radii, p.depths, p.valid, W, H, 0.0)
+    check_close("whole_image", img, ref)
+    check_close("whole_image_alpha", alpha, ref_alpha)
+    assert float(alpha.min()) > 0.1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_matches_cpu():
+    W, H = 70, 50
+    scene = random_gaussians(300, seed=3, sh_degree=3, log_scale=-2.5)
+    cam = orbit_camera(width=W, height=H)
+    with torch.no_grad():
+        a = render_gaussians(scene, cam, RenderSettings(background=(0.2, 0.3, 0.4)), "cpu")
+        b = render_gaussians(scene.to("cuda"), cam, RenderSettings(background=(0.2, 0.3, 0.4)), "cuda")
+    assert b.rgb.device.type == "cuda"
+    check_close("cuda_vs_cpu", b.rgb.cpu(), a.rgb, tol=1e-4)
+    check_close("cuda_vs_cpu_depth", b.depth.cpu(), a.depth, tol=1e-3)

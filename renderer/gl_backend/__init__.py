@@ -42,6 +42,7 @@ class GLRenderer:
         self._blend_tile = blend_tile
         self._gaussians = None
         self._voxels_mod = None
+        self._slicer = None
 
     @property
     def gaussians(self):
@@ -52,6 +53,15 @@ class GLRenderer:
             self._gaussians = GaussianPipeline(self.ctx, sort=self._sort, timing=self._timing,
                                                blend_tile=self._blend_tile)
         return self._gaussians
+
+    @property
+    def slicer(self):
+        """The 4D slicing pass (slice4d.py, made on first use)."""
+        if self._slicer is None:
+            from .slice4d import Slicer4D
+
+            self._slicer = Slicer4D(self.ctx)
+        return self._slicer
 
     def supports(self, scene) -> bool:
         kind = getattr(scene, "kind", None)
@@ -64,8 +74,20 @@ class GLRenderer:
         if not self.supports(scene):
             raise ValueError(f"the GL backend cannot render a {kind!r} scene")
         if kind == "gaussians4d":
-            scene = scene.slice(settings.time)
+            if self._slicer is None or not self._slicer.holds:
+                self.gaussians.release_scene()  # a static scene's buffers are not needed meanwhile
+            # Sliced on the GPU into the buffers the projection reads (slice4d.GPUGaussians).
+            return self.slicer.slice(scene, settings.time, settings.sh_degree)
+        if kind == "gaussians" and self._slicer is not None and self._slicer.holds:
+            self._slicer.release()
         return scene
+
+    @staticmethod
+    def _add_slice_stats(stats: FrameStats, scene) -> FrameStats:
+        if getattr(scene, "on_gpu", False):
+            stats.stages_ms.update(scene.stages_ms)
+            stats.counters.update(scene.counters)
+        return stats
 
     def render(self, scene, camera: Camera, settings: RenderSettings | None = None) -> Frame:
         """Render and read back: Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] float32 tensors."""
@@ -73,7 +95,9 @@ class GLRenderer:
         scene = self._prepare(scene, settings)
         if scene.kind == "voxels":
             return self._voxels().render_voxels(self.ctx, scene, camera, settings, readback=True)
-        return self.gaussians.render(scene, camera, settings)
+        frame = self.gaussians.render(scene, camera, settings)
+        self._add_slice_stats(frame.stats, scene)
+        return frame
 
     def draw(self, scene, camera: Camera, settings: RenderSettings | None = None):
         """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
@@ -90,7 +114,7 @@ class GLRenderer:
             frame = mod.render_voxels(self.ctx, scene, camera, settings, readback=False)
             return frame.extras.get("texture"), frame.stats
         tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False)
-        return tex, stats
+        return tex, self._add_slice_stats(stats, scene)
 
     def _voxels(self):
         if self._voxels_mod is None:
@@ -99,13 +123,20 @@ class GLRenderer:
 
     def resource_stats(self) -> dict:
         """GPU memory this renderer holds: {'objects': n, 'bytes': b}."""
-        return self._gaussians.resource_stats() if self._gaussians else {"objects": 0, "bytes": 0}
+        out = self._gaussians.resource_stats() if self._gaussians else {"objects": 0, "bytes": 0}
+        if self._slicer is not None:
+            extra = self._slicer.resource_stats()
+            out = {k: out[k] + extra[k] for k in ("objects", "bytes")}
+        return out
 
     def release(self) -> None:
         """Free every buffer (and the context when this renderer made it)."""
         if self._gaussians is not None:
             self._gaussians.release()
             self._gaussians = None
+        if self._slicer is not None:
+            self._slicer.release()
+            self._slicer = None
         if self.owns_ctx and self.ctx is not None:
             from .shaders import forget_context
 

@@ -119,6 +119,10 @@ class GaussianPipeline:
 
     # ---- resources -------------------------------------------------------------------------
     def _scene_buffers(self, scene) -> _SceneBuffers:
+        if getattr(scene, "on_gpu", False):
+            # Per-Gaussian inputs already on the GPU in _SceneBuffers' layout (slice4d.GPUGaussians:
+            # a 4D scene sliced by a compute pass, a flipbook frame); their owner keeps them.
+            return scene
         key = _scene_key(scene)
         if self.scene is not None and self.scene.key == key and self.scene.ref() is scene:
             return self.scene
@@ -158,6 +162,9 @@ class GaussianPipeline:
     def _record_textures(self, n: int) -> list:
         """Three RGBA32F textures holding the projected record of each of n Gaussians."""
         rows = max(1, (n + PAIR_TEX_W - 1) // PAIR_TEX_W)
+        cur = self.textures.get("rec0")
+        if cur is not None and cur.height > rows:
+            rows = cur.height  # never shrink (release_scene drops them): a 4D slice's n changes per frame
         return [self._texture(f"rec{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
 
     def resource_stats(self) -> dict:

@@ -1,11 +1,13 @@
 """Front-to-back alpha blending of 2D Gaussians over tiles (REFERENCE 1.4), differentiable.
 
-Work layout. All tiles advance together in rounds: round r blends the Gaussians at positions
-[r*B, (r+1)*B) of every tile still active, as dense [tiles, B, tile*tile] tensors. The
-transmittance T is carried from round to round; inside a round the sequential product
-T <- T (1 - alpha) is one cumprod along the Gaussian axis, which keeps the exact per-pixel
-order and the stop rule. A tile retires when its list is exhausted or every pixel in it has
-hit the T < 1e-4 stop, so no work is spent where the contribution is exactly zero by that rule.
+Work layout. Tiles are taken in chunks, longest lists first, and each chunk advances in
+rounds: round r blends the Gaussians at positions [r*B, (r+1)*B) of every tile of the chunk
+still active, as dense [tiles, B, tile*tile] tensors. The transmittance T is carried from round
+to round; inside a round the sequential product T <- T (1 - alpha) is one cumprod along the
+Gaussian axis, which keeps the exact per-pixel order and the stop rule. A tile retires when its
+list is exhausted or every pixel in it has hit the T < 1e-4 stop, so no work is spent where the
+contribution is exactly zero by that rule. Before blending, (Gaussian, tile) pairs whose alpha is
+below 1/255 on every pixel of the tile are dropped (an exact cull, see _cull_pairs).
 
 The blend is generic in the feature width C: colours, depth, normals or G-buffer channels are
 all blended with the same weights alpha_i T_i.
@@ -105,7 +107,8 @@ def _gaussian_alpha_fn(means2d: Tensor, conics: Tensor, opacities: Tensor):
     """
     dtype = means2d.dtype
     a, b, c = conics.unbind(-1)
-    h = torch.sqrt(0.5 * a)  # conic of a valid Gaussian: a > 0
+    a = torch.clamp_min(a, 1e-30)  # a > 0 for a valid Gaussian; the clamp keeps others finite
+    h = torch.sqrt(0.5 * a)
     k = b / (2.0 * h)
     e = 0.5 * torch.clamp_min(a * c - b * b, 0.0) / a
     log_o = torch.log(torch.clamp_min(opacities, 1e-30))
@@ -116,7 +119,7 @@ def _gaussian_alpha_fn(means2d: Tensor, conics: Tensor, opacities: Tensor):
 
     def fn(gid: Tensor, in_list: Tensor, px: Tensor, py: Tensor) -> Tensor:
         ta, nb = gid.shape
-        g = table[gid]  # [Ta, B, 6]
+        g = table.index_select(0, gid.flatten()).reshape(ta, nb, 6)
         mx, my, hh, kk, ee, lo = (g[..., i, None] for i in range(6))  # [Ta, B, 1] each
         lo = torch.where(in_list[..., None], lo, -torch.inf)  # padding: o = 0
         dx = px[:, None, :] - mx  # [Ta, B, tile(x)]; the sign of d does not change power
@@ -163,42 +166,41 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
 
     # Tiles with the longest lists first: a chunk then holds tiles of similar length, and its block
     # shrinks to the longest remaining list in it, so little work goes to padding.
-    active = torch.nonzero(counts > 0, as_tuple=False).flatten()
-    active = active[torch.sort(counts[active], descending=True, stable=True).indices]
-    done = outside[active]
-    # Carried T; done pixels carry 0 so that nothing more blends into them, and keep their
-    # final T in `saved`.
-    trans = torch.where(done, zero, torch.ones(active.numel(), npx, device=device, dtype=dtype))
-    saved = torch.ones_like(trans)
+    order = torch.nonzero(counts > 0, as_tuple=False).flatten()
+    order = order[torch.sort(counts[order], descending=True, stable=True).indices]
     arange_b = torch.arange(block, device=device)
+    per_chunk = max(1, MAX_ELEMS // (block * npx))
 
     out_tiles, out_feat = [], []  # contributions per round
     fin_tiles, fin_trans = [], []  # T of tiles as they retire
     blended = torch.zeros((), dtype=torch.long, device=device)
-    per_chunk = max(1, MAX_ELEMS // (block * npx))
-    r = 0
-    while active.numel() > 0:
-        parts = []
-        for c0 in range(0, active.numel(), per_chunk):
-            sl = slice(c0, c0 + per_chunk)
-            act, t_in, d_in, s_in = active[sl], trans[sl], done[sl], saved[sl]
+    for c0 in range(0, order.numel(), per_chunk):
+        # A chunk of tiles goes through all its rounds while its state is hot in cache.
+        act = order[c0:c0 + per_chunk]
+        d_in = outside[act]
+        # Carried T; done pixels carry 0 so that nothing more blends into them, and keep their
+        # final T in `s_in`.
+        t_in = torch.where(d_in, zero, torch.ones(act.numel(), npx, device=device, dtype=dtype))
+        s_in = torch.ones_like(t_in)
+        r = 0
+        while act.numel() > 0:
             b = min(block, int(counts[act[0]]) - r * block)  # act[0] has the longest list in the chunk
             pos = start[act][:, None] + r * block + arange_b[:b]  # [Ta, b]
             in_list = pos < start[act + 1][:, None]
             gid = ids[pos.clamp(max=n_pairs - 1)]
-            alpha = alpha_fn(gid, in_list, px[act], py[act])  # [Ta, B, P]
-            feats = features[gid]  # [Ta, B, C]
+            alpha = alpha_fn(gid, in_list, px[act], py[act])  # [Ta, b, P]
+            feats = features.index_select(0, gid.flatten()).reshape(*gid.shape, n_ch)  # [Ta, b, C]
             # The autograd-friendly path only where a gradient can flow (viewers call render
             # with grad mode on but nothing requiring grad).
             grad = torch.is_grad_enabled() and any(t.requires_grad for t in (alpha, feats, t_in))
 
             # ts[:, k] = T_in prod_{i<k} (1 - alpha_i), the exact sequential product.
             if grad:
-                ts = torch.cumprod(torch.cat([t_in[:, None, :], 1.0 - alpha], dim=1), dim=1)  # [Ta, B+1, P]
+                ts = torch.cumprod(torch.cat([t_in[:, None, :], 1.0 - alpha], dim=1), dim=1)  # [Ta, b+1, P]
                 with torch.no_grad():
-                    keep = ts[:, 1:] >= T_THRESHOLD  # a prefix along B: T only decreases
+                    keep = ts[:, 1:] >= T_THRESHOLD  # a prefix along b: T only decreases
                     newly = ~keep[:, -1] & ~d_in  # pixels that hit the stop in this round
-                weights = alpha * ts[:, :-1] * keep  # [Ta, B, P]
+                weights = alpha * ts[:, :-1] * keep  # [Ta, b, P]
                 if bool(newly.any()):
                     n_keep = keep.sum(dim=1, keepdim=True)
                     t_last = ts.gather(1, n_keep).squeeze(1)  # T after the last blended Gaussian
@@ -231,10 +233,11 @@ def _blend(alpha_fn, features: Tensor, bins: TileBins, ids: Tensor, counts: Tens
             if bool(retire.any()):
                 fin_tiles.append(act[retire])
                 fin_trans.append(torch.where(d_out[retire], s_out[retire], t_out[retire]))
-            stay = ~retire
-            parts.append((act[stay], t_out[stay], d_out[stay], s_out[stay]))
-        active, trans, done, saved = (torch.cat([p[k] for p in parts]) for k in range(4))
-        r += 1
+                stay = ~retire
+                act, t_in, d_in, s_in = act[stay], t_out[stay], d_out[stay], s_out[stay]
+            else:
+                t_in, d_in, s_in = t_out, d_out, s_out
+            r += 1
 
     color = torch.zeros(n_tiles, n_ch, npx, device=device, dtype=dtype)
     if out_tiles:
