@@ -59,6 +59,23 @@ def test_hull_of_square_with_interior_points():
     assert int(size[0]) == 5 and sorted(hull[0, :4].tolist()) == [0, 1, 2, 3]
 
 
+def brute_radius(xy, c, lines, z, delta, sigma):
+    """REFERENCE 4 bounds: lines pushed out by 2.1/(z^2 delta sigma); consecutive intersections
+    with angles in (0.1, 3.0) averaged; radius = ceil(max(1.1 max vertex distance, that mean))."""
+    push = 2.1 / (z * z * delta * sigma)
+    pushed = [(n, off - push if n @ c + off < 0 else off + push) for n, off in lines]
+    dists = []
+    for (n0, o0), (n1, o1) in zip(pushed[:-1], pushed[1:]):
+        den = n1[0] * n0[1] - n1[1] * n0[0]
+        ang = math.acos(np.clip(n0 @ n1 / (np.linalg.norm(n0) * np.linalg.norm(n1)), -1, 1))
+        if den != 0 and 0.1 < ang < 3.0:
+            p = np.linalg.solve(np.array([n0, n1]), -np.array([o0, o1]))
+            dists.append(np.linalg.norm(p - c))
+    if not dists:
+        return None
+    return math.ceil(max(1.1 * np.linalg.norm(xy - c, axis=1).max(), np.mean(dists)))
+
+
 def brute_render(scene: ConvexScene, cam, bg=(0.1, 0.2, 0.3), quirk=True) -> np.ndarray:
     """Per-pixel reference: numpy hull (all-left edges), LSE indicator, depth-sorted blending."""
     pts = scene.points.double().numpy()
@@ -82,18 +99,32 @@ def brute_render(scene: ConvexScene, cam, bg=(0.1, 0.2, 0.3), quirk=True) -> np.
         edges = brute_hull_edges(xy[i])
         if len(edges) < 3:
             continue
+        # Hull edges in the reference's order: from the lowest-y vertex, following the chain.
+        nxt = dict(edges)
+        start = min(nxt, key=lambda v: (xy[i, v, 1], xy[i, v, 0]))
+        chain = [start]
+        while len(chain) < len(edges):
+            chain.append(nxt[chain[-1]])
         lines = []
-        for a, b in edges:
-            p1, p2 = xy[i, a], xy[i, b]
+        for a in chain:
+            p1, p2 = xy[i, a], xy[i, nxt[a]]
             n = np.array([p2[1] - p1[1], -(p2[0] - p1[0])])
             lines.append((n, -n @ p1))
-        prims.append((i, lines))
+        radius = brute_radius(xy[i], c2d[i], lines, cc[i, 2], float(scene.deltas[i]), float(scene.sigmas[i]))
+        if radius is None:
+            continue
+        prims.append((i, lines, c2d[i], radius))
     img = np.zeros((cam.height, cam.width, 3))
     for y in range(cam.height):
         for x in range(cam.width):
             p = np.array([x + 0.5, y + 0.5])
             T, C = 1.0, np.zeros(3)
-            for i, lines in prims:
+            for i, lines, c, r in prims:
+                # Pixels outside the tiles the bounding radius touches are never visited (getRect).
+                tx, ty = x // 16, y // 16
+                if not (int(np.floor((c[0] - r) / 16)) <= tx < int(np.floor((c[0] + r + 15) / 16))
+                        and int(np.floor((c[1] - r) / 16)) <= ty < int(np.floor((c[1] + r + 15) / 16))):
+                    continue
                 z = cc[i, 2]
                 v = np.array([z * float(scene.deltas[i]) * (n @ p + c) for n, c in lines])
                 phi = v.max() + np.log(np.exp(v - v.max()).sum())
@@ -206,7 +237,7 @@ def test_convex_ply_and_pt_round_trip(tmp_path):
     ("pickle", "refuses"),
 ])
 def test_3dcs_bad_input(tmp_path, case, message):
-    import collections
+    import argparse
 
     from scenes import SceneLoadError, load_scene
 
@@ -221,7 +252,7 @@ def test_3dcs_bad_input(tmp_path, case, message):
         for key in ("convex_points", "delta"):
             sd[key] = torch.full_like(sd[key], float("nan"))
     elif case == "pickle":
-        sd["extra"] = collections.Counter(a=1)  # a class weights_only refuses
+        sd["extra"] = argparse.Namespace(a=1)  # an arbitrary Python object: refused
     p = tmp_path / "point_cloud_state_dict.pt"
     torch.save(sd, p)
     with pytest.raises(SceneLoadError, match=message):
