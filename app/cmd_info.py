@@ -15,7 +15,8 @@ import math
 def add_arguments(parser) -> None:
     parser.add_argument("path", help="scene file or folder")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    parser.add_argument("--fps", metavar="F", help="frame rate of a flipbook (folder of per-frame PLYs; default 30)")
+    parser.add_argument("--fps", metavar="F",
+                        help="frame rate of a flipbook (folder of per-frame PLYs; default 30)")
     parser.add_argument("--time-duration", nargs=2, metavar=("T0", "T1"),
                         help="time span a 4D checkpoint was trained on (Yang et al. 4DGS)")
 

@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
 )
 
-from .messages import FrameRendered, LoadCancelled, LoadFailed, LoadStarted, SceneLoaded, StatusMessage
+from .messages import LoadCancelled, LoadFailed, LoadStarted, SceneLoaded, StatusMessage
 from .panels.scene import ScenePanel
 from .panels.stats import StatsPanel
 from .session import Session
@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.session.cancel_load)
         self.fps_label = QLabel()
+        self.stats_panel.summary.connect(self.fps_label.setText)
         sb = self.statusBar()
         sb.addPermanentWidget(self.fps_label)
         sb.addPermanentWidget(self.busy)
@@ -162,7 +163,7 @@ class MainWindow(QMainWindow):
     # --- opening --------------------------------------------------------------------------------
 
     def open_dialog(self):
-        from scenes import formats
+        from scenes.load import formats  # (`scenes.formats` is also the formats package)
 
         exts = sorted({e for f in formats() for e in f.extensions if e})
         filt = f"Scenes ({' '.join('*' + e for e in exts)});;All files (*)"
@@ -238,10 +239,6 @@ class MainWindow(QMainWindow):
             sb.showMessage(f"Cancelled loading {Path(msg.path).name}", 5000)
         elif isinstance(msg, StatusMessage):
             sb.showMessage(("⚠ " if msg.warning else "") + msg.text, msg.timeout_ms)
-        elif isinstance(msg, FrameRendered):
-            fps = self.stats_panel.fps
-            self.fps_label.setText(f"{msg.backend} {msg.width}x{msg.height} {msg.frame_ms:.0f} ms"
-                                   + (f" {fps:.1f} FPS" if fps and msg.interactive else ""))
 
     def show_error(self, title: str, text: str):
         """A window-modal message box that does not block the caller (no nested event loop)."""

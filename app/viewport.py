@@ -237,13 +237,10 @@ class Viewport(QOpenGLWidget):
         if backend == "gl" and self.gl_error:
             self._use_torch_instead()
             backend = "torch"
-        w, h = self.render_size()
-        cam = self.session.camera(W, H)
-        if (w, h) != (W, H):
-            cam = cam.scaled(w, h)
+        cam, key = self._view()
         settings = self.session.settings
         if backend == "torch":
-            self._paint_torch(fbo, scene, cam, settings, t0)
+            self._paint_torch(fbo, scene, cam, settings, key)
             return
         try:
             tex, stats = self.renderer("gl").draw(scene, cam, settings)
@@ -293,8 +290,7 @@ class Viewport(QOpenGLWidget):
     def _frame_key(scene, cam, settings) -> tuple:
         return (id(scene), cam.width, cam.height, cam.fx, cam.fy, cam.T_world_camera.tobytes(), settings)
 
-    def _paint_torch(self, fbo, scene, cam, settings, t0):
-        key = self._frame_key(scene, cam, settings)
+    def _paint_torch(self, fbo, scene, cam, settings, key):
         if self._torch_ready is not None:  # a finished frame waits to be uploaded
             rkey, frame, ms, interactive = self._torch_ready
             self._torch_ready = None

@@ -39,7 +39,8 @@ def make_scene(model: str, n: int = 2000, seed: int = 0, time_blocks: int = 3) -
         return Gaussian4DScene.from_raw("rotor", means, times, log_scales, rot, logits, sh)
     rot = torch.randn(n, 8, generator=g)
     sh = 0.3 * torch.randn(n, time_blocks, 16, 3, generator=g)
-    return Gaussian4DScene.from_raw("yang", means, times, log_scales, rot, logits, sh, time_duration=(0.0, 1.0))
+    return Gaussian4DScene.from_raw("yang", means, times, log_scales, rot, logits, sh,
+                                    time_duration=(0.0, 1.0))
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -202,13 +203,24 @@ def test_modes_sh_and_backends(qtbot, loaded):
     p = psnr(colour, torch_img)
     assert p > 40, save_diff("gui_torch_vs_gl", colour, torch_img)
 
-    # A mode the torch backend refuses: a status-bar notice, then colour again.
+    # Another mode through the panel: a new picture, or (if the backend refuses it) colour again.
+    panel.mode.setCurrentIndex(panel.mode.findData("ellipsoids"))
+    ellipsoids = grab(qtbot, loaded)
+    qtbot.wait(20)  # a refusal is handled from the event loop
+    if loaded.session.settings.mode == "ellipsoids":
+        assert psnr(torch_img, ellipsoids) < 30, save_diff("gui_ellipsoids", torch_img, ellipsoids)
+    else:
+        assert panel.mode.currentData() == "rgb"
+
+    # A mode no backend knows: a status-bar notice, then colour again, on either backend.
     msgs = []
     loaded.session.message.connect(lambda m: msgs.append(m) if isinstance(m, StatusMessage) else None)
-    panel.mode.setCurrentIndex(panel.mode.findData("ellipsoids"))
-    qtbot.waitUntil(lambda: loaded.session.settings.mode == "rgb", timeout=WAIT_MS)
-    assert any("ellipsoids" in m.text for m in msgs)
-    assert panel.mode.currentData() == "rgb"
+    for backend in ("gl", "torch"):
+        panel.backend.setCurrentIndex(panel.backend.findData(backend))
+        loaded.session.set_settings(mode="no-such-mode")
+        qtbot.waitUntil(lambda: loaded.session.settings.mode == "rgb", timeout=WAIT_MS)
+        assert any("no-such-mode" in m.text and backend in m.text for m in msgs)
+        assert panel.mode.currentData() == "rgb"
 
 
 def test_screenshot_camera_json_and_layout(qtbot, loaded, tmp_path):
@@ -316,10 +328,10 @@ def test_resolution_adapts_to_frame_time_and_stats_panel(win):
     vp.interactive = False
 
     stats = win.stats_panel
-    stats.show_frame(FrameRendered("gl", 64, 48, True, 40.0), now=0.0)  # a pause ends the last run
+    t0 = time.perf_counter() + 100.0  # after a pause: a new run of frames
     for i in range(5):
         stats.show_frame(FrameRendered("gl", 64, 48, True, 40.0, {"project": 1.0, "blend": 30.0},
-                                       {"visible": 1234, "tile_pairs": 99}), now=100.0 + 0.05 * i)
+                                       {"visible": 1234, "tile_pairs": 99}), now=t0 + 0.05 * i)
     assert stats.fps == pytest.approx(20.0)
     assert "1,234" in stats.counters.text() and "blend" in stats.stages.text()
 

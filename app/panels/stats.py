@@ -5,17 +5,23 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFormLayout, QGroupBox, QLabel, QVBoxLayout, QWidget
 
 from ..messages import FrameRendered
 
 # Frames further apart than this are not one animation (the camera rested in between).
 MAX_INTERVAL_S = 0.5
+# Relabel at most this often while frames stream: every label change repaints part of the window,
+# which costs the renderer CPU time on a software rasterizer.
+REFRESH_S = 0.25
 COUNTER_LABELS = {"visible": "Visible primitives", "tile_pairs": "Tile pairs"}
 
 
 class StatsPanel(QWidget):
     """Shows the latest FrameRendered message; FPS is measured between presented frames."""
+
+    summary = Signal(str)  # one line for the status bar, emitted when the panel relabels
 
     def __init__(self, session, parent=None):
         super().__init__(parent)
@@ -40,6 +46,7 @@ class StatsPanel(QWidget):
         outer.addStretch(1)
         self._times: deque[float] = deque(maxlen=30)
         self.fps: float | None = None
+        self._shown_at = -1e9
         session.message.connect(self.on_message)
 
     def on_message(self, msg):
@@ -53,6 +60,10 @@ class StatsPanel(QWidget):
         self._times.append(now)
         if len(self._times) >= 2:
             self.fps = (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+        if msg.interactive and now - self._shown_at < REFRESH_S:
+            return
+        self._shown_at = now
+        if len(self._times) >= 2:
             self.labels["FPS"].setText(f"{self.fps:.1f}")
         else:
             self.labels["FPS"].setText(f"{1000.0 / max(msg.frame_ms, 1e-3):.1f} (one frame)")
@@ -66,6 +77,8 @@ class StatsPanel(QWidget):
         self.stages.setText(_table(stages))
         counters = {COUNTER_LABELS.get(k, k): f"{v:,.0f}" for k, v in msg.counters.items()}
         self.counters.setText(_table(counters))
+        fps = f" {self.fps:.1f} FPS" if msg.interactive and self.fps else ""
+        self.summary.emit(f"{msg.backend} {msg.width}x{msg.height} {msg.frame_ms:.0f} ms{fps}")
 
 
 def _table(rows: dict[str, str]) -> str:

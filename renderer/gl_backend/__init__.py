@@ -74,10 +74,12 @@ class GLRenderer:
         if not self.supports(scene):
             raise ValueError(f"the GL backend cannot render a {kind!r} scene")
         if kind == "gaussians4d":
-            if self._slicer is None or not self._slicer.holds:
-                self.gaussians.release_scene()  # a static scene's buffers are not needed meanwhile
-            # Sliced on the GPU into the buffers the projection reads (slice4d.GPUGaussians).
-            return self.slicer.slice(scene, settings.time, settings.sh_degree)
+            # Gaussian4DScene: sliced on the GPU into the buffers the projection reads
+            # (slice4d.GPUGaussians); flipbooks: the frame's buffers; other kinds: slice(t) on the CPU.
+            out = self.slicer.slice(scene, settings.time, settings.sh_degree)
+            if getattr(out, "on_gpu", False) and self._gaussians is not None and self._gaussians.scene:
+                self._gaussians.release_scene()  # a static scene's buffers are not needed meanwhile
+            return out
         if kind == "gaussians" and self._slicer is not None and self._slicer.holds:
             self._slicer.release()
         return scene

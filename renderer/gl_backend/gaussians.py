@@ -25,17 +25,12 @@ import torch
 from .. import colormap
 from ..profiling import StageTimer, release_query_pool
 from ..types import Camera, Frame, FrameStats, RenderSettings
+from .binning import PAIR_TEX_W, PAIRS_PER_CHUNK, TileBinning  # noqa: F401 - re-exported names
 from .context import check_error, debug_enabled, is_software
 from .shaders import compute_shader
-from .sort import GROUP, Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+from .sort import GROUP, Scratch, groups, set_uniforms
 
 TILE = 16
-PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
-# Binning chunks: one invocation walks a chunk of depth-sorted Gaussians serially. llvmpipe ends
-# any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
-# chunks are sized for PAIRS_PER_CHUNK pairs on average (a 16x margin), and the binned pair count
-# is checked against the projection's count.
-PAIRS_PER_CHUNK = 4096
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
 
 
@@ -114,6 +109,8 @@ class GaussianPipeline:
         self.software = is_software(ctx)
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
+        # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
+        self.binning = TileBinning(ctx, self.scratch, self.sort)
         self.textures: dict[str, object] = {}
         self.queries: dict = {}
 
@@ -136,6 +133,7 @@ class GaussianPipeline:
             self.scene.release()
             self.scene = None
         self.scratch.release()
+        self.binning.release()
         for name in [k for k in self.textures if k.startswith(("pair", "rec"))]:
             self.textures.pop(name).release()
 
@@ -152,12 +150,7 @@ class GaussianPipeline:
 
     def _pair_texture(self, n_pairs: int):
         """R32UI texture of >= n_pairs texels (grown by 1.5x): the Gaussian id of each pair."""
-        rows = max(1, (n_pairs + PAIR_TEX_W - 1) // PAIR_TEX_W)
-        cur = self.textures.get("pair_ids")
-        if cur is None or cur.height < rows:
-            rows = rows if cur is None else max(rows, int(cur.height * 1.5))
-            return self._texture("pair_ids", (PAIR_TEX_W, rows), 1, "u4")
-        return cur
+        return self.binning.pair_texture(n_pairs)
 
     def _record_textures(self, n: int) -> list:
         """Three RGBA32F textures holding the projected record of each of n Gaussians."""
@@ -171,8 +164,10 @@ class GaussianPipeline:
         """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
         tex_bytes = sum(t.width * t.height * t.components * 4 for t in self.textures.values())
         scene_bytes = self.scene.nbytes if self.scene else 0
-        n_obj = self.scratch.count + len(self.textures) + (2 if self.scene else 0) + len(self.queries)
-        return {"objects": n_obj, "bytes": self.scratch.nbytes + tex_bytes + scene_bytes}
+        n_obj = (self.scratch.count + len(self.textures) + self.binning.count + (2 if self.scene else 0)
+                 + len(self.queries))
+        n_bytes = self.scratch.nbytes + tex_bytes + self.binning.nbytes + scene_bytes
+        return {"objects": n_obj, "bytes": n_bytes}
 
     def release(self) -> None:
         self.release_scene()
@@ -198,7 +193,6 @@ class GaussianPipeline:
         num_tiles = tiles_x * tiles_y
         out_rgba = self._texture("out_rgba", (W, H), 4)
         out_depth = self._texture("out_depth", (W, H), 1)
-        counters_np = np.zeros(4, dtype=np.uint32)
         stage = "upload"
 
         def checkpoint(name):
@@ -209,11 +203,9 @@ class GaussianPipeline:
         sb = self._scene_buffers(scene)
         upload_ms = (time.perf_counter() - t0) * 1e3
         n = sb.n
-        counters = self.scratch.get("counters", 16)
-        counters.write(counters_np.tobytes())
-        n_vis = n_pairs = 0
-        chunks = 1
-        hist = self.scratch.get("bin_hist", 4 * max(num_tiles, 1))
+        rects, keys, vals, counters = self.binning.projection_buffers(n)
+        n_vis = 0
+        bins = None
         try:
             if n > 0:
                 stage = "project"
@@ -221,9 +213,6 @@ class GaussianPipeline:
                     recs = self._record_textures(n)
                     for i, t in enumerate(recs):
                         t.bind_to_image(i, read=False, write=True)
-                    rects = self.scratch.get("rects", 8 * n)
-                    keys = self.scratch.get("keys", 4 * n)
-                    vals = self.scratch.get("vals", 4 * n)
                     defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
@@ -253,26 +242,14 @@ class GaussianPipeline:
 
                 stage = "bin"
                 with timer.stage("bin"):
-                    if n_vis > 0 and expect_pairs > 0:
-                        chunks = min(n_vis, max(1, -(-expect_pairs // PAIRS_PER_CHUNK)))
-                        for _attempt in range(4):
-                            chunks, hist, n_pairs = self._bin(keys, vals, rects, n_vis, chunks, num_tiles,
-                                                              tiles_x, expect_pairs)
-                            if n_pairs == expect_pairs:
-                                break
-                            chunks = min(n_vis, chunks * 8)  # a chunk overran the loop cap: split more
-                        else:
-                            raise RuntimeError(f"tile binning counted {n_pairs} pairs, "
-                                               f"expected {expect_pairs}")
+                    bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
                 checkpoint("bin")
 
             stage = "blend"
             with timer.stage("blend"):
-                if n_pairs == 0:
-                    # Nothing on screen: every tile's range is empty.
-                    chunks = 1
-                    hist = self.scratch.get("bin_hist", 4 * num_tiles)
-                    hist.clear()
+                if bins is None or bins.n_pairs == 0:
+                    bins = self.binning.empty(num_tiles)  # nothing on screen: every tile's range is empty
+                n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
                 defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt}
@@ -308,42 +285,13 @@ class GaussianPipeline:
             check_error(ctx, stage)
             raise
         check_error(ctx, f"frame (last stage: {stage})")
-        self._last = {"num_tiles": num_tiles, "chunks": chunks, "n_pairs": n_pairs, "n": n, "n_vis": n_vis,
+        self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         stats = FrameStats(stages_ms=timer.results(), backend="gl", counters={
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
         if upload_ms > 1.0:
             stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays
-
-    def _bin(self, keys, vals, rects, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
-        """Count, scan and scatter the (tile, Gaussian) pairs; returns (chunks, hist, pairs counted)."""
-        ctx = self.ctx
-        chunk = -(-n_vis // chunks)
-        chunks = -(-n_vis // chunk)
-        m = num_tiles * chunks
-        hist = self.scratch.get("bin_hist", 4 * m)
-        hist.clear(size=4 * m)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
-            b.bind_to_storage_buffer(i)
-        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
-        set_uniforms(cs, **uni)
-        cs.run(groups(chunks))
-        ctx.memory_barrier()
-        exclusive_scan(ctx, self.scratch, hist, m)
-        n_pairs = scan_total(self.scratch, m)
-        if n_pairs != expect_pairs:
-            return chunks, hist, n_pairs
-        pair_ids = self._pair_texture(n_pairs)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
-            b.bind_to_storage_buffer(i)
-        pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
-        set_uniforms(cs, **uni)
-        cs.run(groups(chunks))
-        ctx.memory_barrier()
-        return chunks, hist, n_pairs
 
     def debug_state(self) -> dict:
         """Read back the last frame's sort and bins (for tests): numpy arrays
@@ -352,29 +300,10 @@ class GaussianPipeline:
         tile_start [T+1] and ids [P] (Gaussian index per pair, tile-major, front to back).
         """
         last = self._last
-        n, T, C, P = last["n"], last["num_tiles"], last["chunks"], last["n_pairs"]
-        out = {"tile_start": np.zeros(T + 1, dtype=np.int64), "ids": np.zeros(0, dtype=np.int64)}
-        if n == 0:
-            return out
-        out["sorted_keys"] = np.frombuffer(last["keys"].read(4 * n), dtype=np.uint32).copy()
-        out["sorted_vals"] = np.frombuffer(last["vals"].read(4 * n), dtype=np.uint32).copy()
-        r = np.frombuffer(self.scratch.buffers["rects"].read(8 * n), dtype=np.uint32).reshape(n, 2)
-        out["rects"] = np.stack([r[:, 0] & 0xFFFF, r[:, 0] >> 16, r[:, 1] & 0xFFFF, r[:, 1] >> 16], axis=1)
-        if P > 0:
-            hist = np.frombuffer(self.scratch.buffers["bin_hist"].read(4 * T * C), dtype=np.uint32)
-            out["tile_start"][1:] = hist.reshape(T, C)[:, -1]
-            tex = self.textures["pair_ids"]
-            out["ids"] = np.frombuffer(tex.read(), dtype=np.uint32)[:P].astype(np.int64)
-        return out
+        return self.binning.debug_state(last["keys"], last["vals"], last["n"], last["bins"])
 
     def _sort(self, keys, vals, n: int):
-        if self.sort == "cpu":
-            k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
-            order = np.argsort(k, kind="stable").astype(np.uint32)
-            keys.write(k[order].tobytes())
-            vals.write(order.tobytes())
-            return keys, vals
-        return radix_sort(self.ctx, self.scratch, keys, vals, n)
+        return self.binning.sort(keys, vals, n)
 
     def render(self, scene, camera: Camera, settings: RenderSettings) -> Frame:
         _, _, stats, (rgba, depth) = self.draw(scene, camera, settings, readback=True)

@@ -32,7 +32,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 
-from scenes.gaussians4d import q_cut
+from scenes.gaussians4d import Gaussian4DScene, q_cut
 
 from .gaussians import _SceneBuffers
 from .shaders import compute_shader
@@ -82,7 +82,8 @@ class _Params4D:
         self.k = int(scene.sh.shape[2])
         self.degree = scene.sh_degree
         self.q_cut = q_cut(scene.model)
-        self.prefilter = float(scene.prefilter_var) if scene.model == "yang" and scene.prefilter_var > 0 else 0.0
+        pf = float(scene.prefilter_var)
+        self.prefilter = pf if scene.model == "yang" and pf > 0 else 0.0
         self.omega = (0.0,)
         if self.t_blocks > 1:
             if scene.time_duration is None:
@@ -175,17 +176,21 @@ class Slicer4D:
         return {"objects": objs, "bytes": nbytes}
 
     # ---- per frame ---------------------------------------------------------------------------
-    def slice(self, scene, t: float, sh_degree: int | None = None) -> GPUGaussians:
-        """The 3D Gaussians of `scene` at time t, on the GPU.
+    def slice(self, scene, t: float, sh_degree: int | None = None):
+        """The 3D Gaussians of `scene` at time t: GPUGaussians, or a GaussianScene to upload.
 
         Args:
-            scene: a Gaussian4DScene, or a FlipbookScene (anything with frame_index and frame).
+            scene: a Gaussian4DScene (sliced on the GPU), a FlipbookScene (anything with
+                frame_index and frame: the frame's buffers), or any other "gaussians4d" kind with
+                slice(t) -> GaussianScene (sliced by its own code; the pipeline uploads the result).
             t: seconds.
             sh_degree: cap on the SH degree kept (None: the scene's); fewer coefficients to fold.
         """
+        if isinstance(scene, Gaussian4DScene):
+            return self._slice4d(scene, float(t), sh_degree)
         if hasattr(scene, "frame_index") and hasattr(scene, "frame"):
             return self._flipbook_frame(scene, t)
-        return self._slice4d(scene, float(t), sh_degree)
+        return scene.slice(t)
 
     def _slice4d(self, scene, t: float, sh_degree: int | None) -> GPUGaussians:
         ctx = self.ctx
@@ -265,7 +270,8 @@ class Slicer4D:
             np.zeros((0, k, 3), np.float32)
         idx = np.frombuffer(p.list.read(4 * m), dtype=np.uint32) if m and p is not None else \
             np.zeros(0, np.uint32)
-        return {"means": torch.from_numpy(geom[:, 0, :3].copy()), "opacities": torch.from_numpy(geom[:, 0, 3].copy()),
+        return {"means": torch.from_numpy(geom[:, 0, :3].copy()),
+                "opacities": torch.from_numpy(geom[:, 0, 3].copy()),
                 "covars": torch.from_numpy(cov.copy()), "sh": torch.from_numpy(sh.copy()),
                 "index": torch.from_numpy(idx.astype(np.int64))}
 

@@ -1,0 +1,189 @@
+"""Depth sort and tile binning shared by the splat pipelines (Gaussians, convex splats).
+
+A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.glsl layouts):
+    keys[i]   float bits of the view-space depth, INVALID_KEY when culled (sorts last)
+    vals[i]   i
+    rects[i]  the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16)
+and counts into counters[0] the primitives with a valid key and into counters[2] the
+(tile, primitive) pairs their rectangles cover. TileBinning then
+    sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
+    bin   [bin.comp, scan.comp]    the depth-sorted primitives bucketed stably into per-tile lists:
+                                   tile t's pairs are hist[t * chunks - 1] .. hist[(t+1) * chunks - 1]
+                                   (start 0 for t = 0) and their primitive ids sit in an R32UI
+                                   texture (pair_coord(p), PAIR_TEX_W wide) that blends texelFetch.
+A global depth sort and a stable bucketing avoid sorting every (tile, primitive) pair (DESIGN,
+Backends); the torch twin is renderer/torch_backend/tiles.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .shaders import compute_shader
+from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+
+PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
+# Binning chunks: one invocation walks a chunk of depth-sorted primitives serially. llvmpipe ends
+# any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
+# chunks are sized for PAIRS_PER_CHUNK pairs on average (a 16x margin), and the binned pair count
+# is checked against the projection's count.
+PAIRS_PER_CHUNK = 4096
+SORT_MODES = ("gpu", "cpu")
+
+
+def nearest_texture(ctx, size: tuple[int, int], components: int, dtype: str = "f4"):
+    """A texture for texelFetch/imageStore (NEAREST filtering)."""
+    tex = ctx.texture(size, components, dtype=dtype)
+    tex.filter = (ctx.NEAREST if hasattr(ctx, "NEAREST") else 0x2600,) * 2
+    return tex
+
+
+@dataclass
+class Bins:
+    """Per-tile pair lists of one frame (see the module doc for the layout of hist)."""
+
+    hist: object  # moderngl.Buffer, uint[num_tiles * chunks]: after the scatter, tile range ends
+    chunks: int
+    n_pairs: int
+    num_tiles: int
+
+
+class TileBinning:
+    """Sorts depth keys and bins primitives into tiles; owns the pair-id texture.
+
+    Args:
+        ctx: moderngl context
+        scratch: the owning pipeline's Scratch (keys, rects and counters live there too)
+        sort: "gpu" (radix.comp) or "cpu" (numpy argsort of the read-back keys)
+    """
+
+    def __init__(self, ctx, scratch: Scratch, sort: str = "gpu"):
+        if sort not in SORT_MODES:
+            raise ValueError(f"sort must be 'gpu' or 'cpu', got {sort!r}")
+        self.ctx = ctx
+        self.scratch = scratch
+        self.sort_mode = sort
+        self.pair_ids = None  # R32UI texture, grown by 1.5x
+
+    # ---- buffers the projection fills --------------------------------------------------------
+    def projection_buffers(self, n: int) -> tuple:
+        """(rects, keys, vals, counters) for n primitives; counters come zeroed."""
+        counters = self.scratch.get("counters", 16)
+        counters.write(np.zeros(4, dtype=np.uint32).tobytes())
+        return (self.scratch.get("rects", 8 * n), self.scratch.get("keys", 4 * n),
+                self.scratch.get("vals", 4 * n), counters)
+
+    def pair_texture(self, n_pairs: int):
+        """R32UI texture of >= n_pairs texels: the primitive id of each pair."""
+        rows = max(1, (n_pairs + PAIR_TEX_W - 1) // PAIR_TEX_W)
+        cur = self.pair_ids
+        if cur is None or cur.height < rows:
+            if cur is not None:
+                rows = max(rows, int(cur.height * 1.5))
+                cur.release()
+            self.pair_ids = nearest_texture(self.ctx, (PAIR_TEX_W, rows), 1, "u4")
+        return self.pair_ids
+
+    # ---- stages ------------------------------------------------------------------------------
+    def sort(self, keys, vals, n: int):
+        """Stable ascending sort of n (key, index) pairs; returns the buffers holding the result."""
+        if self.sort_mode == "cpu":
+            k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
+            order = np.argsort(k, kind="stable").astype(np.uint32)
+            keys.write(k[order].tobytes())
+            vals.write(order.tobytes())
+            return keys, vals
+        return radix_sort(self.ctx, self.scratch, keys, vals, n)
+
+    def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int) -> Bins:
+        """Bucket the n_vis front depth-sorted primitives into tiles (empty lists when no pairs).
+
+        Raises RuntimeError if the pairs binned never match the projection's count.
+        """
+        if n_vis <= 0 or expect_pairs <= 0:
+            return self.empty(num_tiles)
+        chunks = min(n_vis, max(1, -(-expect_pairs // PAIRS_PER_CHUNK)))
+        for _attempt in range(4):
+            chunks, hist, n_pairs = self._bin_pass(keys, vals, rects, n_vis, chunks, num_tiles, tiles_x,
+                                                   expect_pairs)
+            if n_pairs == expect_pairs:
+                return Bins(hist, chunks, n_pairs, num_tiles)
+            chunks = min(n_vis, chunks * 8)  # a chunk overran the loop cap: split more
+        raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
+
+    def empty(self, num_tiles: int) -> Bins:
+        """Bins with every tile's list empty."""
+        hist = self.scratch.get("bin_hist", 4 * max(num_tiles, 1))
+        hist.clear()
+        return Bins(hist, 1, 0, num_tiles)
+
+    def _bin_pass(self, keys, vals, rects, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
+        """Count, scan and scatter the (tile, primitive) pairs; returns (chunks, hist, pairs counted)."""
+        ctx = self.ctx
+        chunk = -(-n_vis // chunks)
+        chunks = -(-n_vis // chunk)
+        m = num_tiles * chunks
+        hist = self.scratch.get("bin_hist", 4 * m)
+        hist.clear(size=4 * m)
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
+            b.bind_to_storage_buffer(i)
+        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
+        set_uniforms(cs, **uni)
+        cs.run(groups(chunks))
+        ctx.memory_barrier()
+        exclusive_scan(ctx, self.scratch, hist, m)
+        n_pairs = scan_total(self.scratch, m)
+        if n_pairs != expect_pairs:
+            return chunks, hist, n_pairs
+        pair_ids = self.pair_texture(n_pairs)
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
+            b.bind_to_storage_buffer(i)
+        pair_ids.bind_to_image(0, read=False, write=True)
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
+        set_uniforms(cs, **uni)
+        cs.run(groups(chunks))
+        ctx.memory_barrier()
+        return chunks, hist, n_pairs
+
+    # ---- inspection and resources ------------------------------------------------------------
+    def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:
+        """The last sort and bins read back (for tests): numpy arrays
+
+        sorted_keys [n], sorted_vals [n], rects [n, 4] (x0, y0, x1, y1; max exclusive),
+        tile_start [T+1] and ids [P] (primitive index per pair, tile-major, front to back).
+        """
+        T = bins.num_tiles if bins is not None else 0
+        out = {"tile_start": np.zeros(T + 1, dtype=np.int64), "ids": np.zeros(0, dtype=np.int64)}
+        if n == 0 or keys is None:
+            return out
+        out["sorted_keys"] = np.frombuffer(keys.read(4 * n), dtype=np.uint32).copy()
+        out["sorted_vals"] = np.frombuffer(vals.read(4 * n), dtype=np.uint32).copy()
+        r = np.frombuffer(self.scratch.buffers["rects"].read(8 * n), dtype=np.uint32).reshape(n, 2)
+        out["rects"] = np.stack([r[:, 0] & 0xFFFF, r[:, 0] >> 16, r[:, 1] & 0xFFFF, r[:, 1] >> 16], axis=1)
+        if bins is not None and bins.n_pairs > 0:
+            C, P = bins.chunks, bins.n_pairs
+            hist = np.frombuffer(bins.hist.read(4 * T * C), dtype=np.uint32)
+            out["tile_start"][1:] = hist.reshape(T, C)[:, -1]
+            out["ids"] = np.frombuffer(self.pair_ids.read(), dtype=np.uint32)[:P].astype(np.int64)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        t = self.pair_ids
+        return 0 if t is None else t.width * t.height * 4
+
+    @property
+    def count(self) -> int:
+        return 0 if self.pair_ids is None else 1
+
+    def release(self) -> None:
+        """Free the pair texture (the scratch buffers belong to the owner)."""
+        if self.pair_ids is not None:
+            self.pair_ids.release()
+            self.pair_ids = None
+
+
+__all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "PAIRS_PER_CHUNK", "nearest_texture"]

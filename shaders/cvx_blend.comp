@@ -1,0 +1,121 @@
+#version 430
+// cvx_blend.comp: front-to-back alpha blending of each tile's depth-sorted convex splats.
+// One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one
+// column, so one texelFetch of a pair's record (CVX_REC texels) serves PPT pixels.
+// Per pixel p and convex: v_k = z delta L_k(p) (record lines), phi = LSE_k v_k computed as
+// m + log sum exp(v_k - m), I = 1 / (1 + exp(z sigma phi)), alpha = min(0.99, o I); skip
+// alpha < 1/255, stop once T (1 - alpha) < 1e-4, else C += c alpha T (as gs_blend.comp).
+// Bindings: std430 0 hist (tile ranges, see bin.comp / binning.py), std430 1 counters
+//   (counters[1] += pixel samples blended); samplers pair_ids (usampler2D, convex per pair), rec
+//   (records, cvx_common.glsl); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
+//   1 out_depth (r32f: expected depth normalised by alpha).
+// Limit: llvmpipe ends an invocation after 65535 loop iterations; a tile would need ~65k pairs
+// unsaturated pixels to reach it (the inner loops are unrolled).
+// Defines: NPTS, BLEND_TILE (16 or 8 px), PPT (divides BLEND_TILE), STEP = BLEND_TILE / PPT.
+// References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
+// > renderCUDA; twin: renderer/torch_backend/convex.py convex_alpha_fn with rasterize.blend_tiles.
+#include "gs_common.glsl"
+#include "cvx_common.glsl"
+#include "colormap.glsl"
+
+layout(local_size_x = BLEND_TILE, local_size_y = STEP) in;
+
+layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
+layout(std430, binding = 1) buffer Counters { uint counters[]; };
+uniform usampler2D pair_ids;
+uniform sampler2D rec;
+layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
+layout(r32f, binding = 1) writeonly uniform image2D out_depth;
+
+uniform ivec2 image_size;
+uniform uint tiles_x;
+uniform uint num_chunks;
+uniform vec3 background;
+uniform int mode;           // 0 rgb, 1 depth (colour-mapped), 2 alpha
+uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
+
+const float MAX_ALPHA = 0.99;
+const float ALPHA_MIN = 1.0 / 255.0;
+const float T_MIN = 1e-4;
+const float DEPTH_EPS = 1e-6;
+
+void main() {
+    uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
+    uint end = hist[tile * num_chunks + num_chunks - 1u];
+    uint start = tile == 0u ? 0u : hist[tile * num_chunks - 1u];
+    int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
+    int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
+
+    float T[PPT];
+    vec3 C[PPT];
+    float D[PPT];
+    bool done[PPT];
+    int live = 0;
+    for (int k = 0; k < PPT; ++k) {
+        T[k] = 1.0; C[k] = vec3(0.0); D[k] = 0.0;
+        done[k] = px >= image_size.x || py0 + k >= image_size.y;
+        live += done[k] ? 0 : 1;
+    }
+    float fx = float(px) + 0.5;
+    float fy0 = float(py0) + 0.5;
+    uint blended = 0u;
+    for (uint p = start; p < end && live > 0; ++p) {
+        uint g = texelFetch(pair_ids, pair_coord(p), 0).r;
+        vec4 r0 = texelFetch(rec, cvx_coord(g, 0), 0);
+        vec4 r1 = texelFetch(rec, cvx_coord(g, 1), 0);
+        float e[4 * CVX_EDGE_TEXELS];
+        for (int j = 0; j < CVX_EDGE_TEXELS; ++j) {
+            vec4 t = texelFetch(rec, cvx_coord(g, 2 + j), 0);
+            e[4 * j] = t.x; e[4 * j + 1] = t.y; e[4 * j + 2] = t.z; e[4 * j + 3] = t.w;
+        }
+        float dx = fx - r0.x;
+        float dy0 = fy0 - r0.y;
+        // v_k at the column's first pixel; each next pixel adds B_k.
+        float v0[NPTS];
+        for (int k = 0; k < NPTS; ++k) v0[k] = e[3 * k] * dx + e[3 * k + 1] * dy0 + e[3 * k + 2];
+        // Branch-free body: CPU rasterizers run every branch under a lane mask anyway.
+        live = 0;
+        for (int k = 0; k < PPT; ++k) {
+            float v[NPTS];
+            float m = -3e38;
+            for (int j = 0; j < NPTS; ++j) {
+                v[j] = v0[j] + float(k) * e[3 * j + 1];
+                m = max(m, v[j]);
+            }
+            float s = 0.0;
+            for (int j = 0; j < NPTS; ++j) s += exp(v[j] - m);
+            float phi = m + log(s);
+            float ind = 1.0 / (1.0 + exp(r0.z * phi));
+            float alpha = min(MAX_ALPHA, r0.w * ind);
+            bool ok = !done[k] && alpha >= ALPHA_MIN;
+            float nt = T[k] * (1.0 - alpha);
+            bool stop = ok && nt < T_MIN;
+            float w = (ok && !stop) ? alpha * T[k] : 0.0;
+            C[k] += w * r1.rgb;
+            D[k] += w * r1.w;
+            T[k] = (ok && !stop) ? nt : T[k];
+            blended += (ok && !stop) ? 1u : 0u;
+            done[k] = done[k] || stop;
+            live += done[k] ? 0 : 1;
+        }
+    }
+    if (blended > 0u) atomicAdd(counters[1], blended);
+
+    for (int k = 0; k < PPT; ++k) {
+        int py = py0 + k;
+        if (px >= image_size.x || py >= image_size.y) continue;
+        float a = 1.0 - T[k];
+        float depth = a > DEPTH_EPS ? D[k] / a : 0.0;
+        vec3 rgb;
+        if (mode == 1) {
+            float t = 1.0 - (depth - depth_range.x) / max(depth_range.y - depth_range.x, 1e-9);
+            rgb = turbo(t) * a + background * (1.0 - a);
+        } else if (mode == 2) {
+            rgb = vec3(a) + background * (1.0 - a);
+        } else {
+            rgb = C[k] + T[k] * background;
+        }
+        imageStore(out_rgba, ivec2(px, py), vec4(rgb, a));
+        imageStore(out_depth, ivec2(px, py), vec4(depth));
+    }
+}
