@@ -66,7 +66,7 @@ layout(std430, binding = 2) readonly buffer List { uint list[]; };
 layout(std430, binding = 3) readonly buffer Params { vec4 params[]; };
 layout(std430, binding = 5) writeonly buffer Geom { vec4 geom[]; };
 // SH rows move as vec4 when both row lengths allow (K = 4, 16): llvmpipe pays per load/store
-// instruction and lane, so 4x fewer of them is ~3x faster on the fold, the pass's main cost.
+// instruction and lane: 4x fewer of them made the fold, the pass's main cost, ~2x faster.
 #if SH_VEC4
 layout(std430, binding = 4) readonly buffer SH4 { vec4 sh4[]; };
 layout(std430, binding = 6) writeonly buffer SHOut { vec4 sh_out[]; };

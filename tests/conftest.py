@@ -96,3 +96,15 @@ def save_diff(name: str, a: torch.Tensor, b: torch.Tensor) -> Path:
     p = ARTIFACTS / f"{name}.png"
     iio.imwrite(p, (img * 255).astype(np.uint8))
     return p
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the Qt widget tests (tests/test_gui_*.py) `gui`.
+
+    They run in a pytest process of their own (scripts/quickstart test): with libglvnd a thread
+    cannot have an EGL context (the GL tests' standalone one) and a GLX one (Qt's) current at
+    the same time, so Qt fails to make its context current once an EGL context exists.
+    """
+    for item in items:
+        if item.path.name.startswith("test_gui_"):
+            item.add_marker(pytest.mark.gui)

@@ -90,13 +90,27 @@ def test_records_match_slice(gl, scenes, model, when):
     _close("sh", got["sh"], want.sh, want.sh.abs().amax(dim=(1, 2), keepdim=True))
 
 
-def test_sh_degree_cap_folds_fewer_coefficients(gl, scenes):
+@pytest.mark.parametrize("degree", [0, 1, 2])  # rows of 3, 12, 27 floats: scalar and vec4 paths
+def test_sh_degree_cap_folds_fewer_coefficients(gl, scenes, degree):
     scene = scenes["yang"]
-    out = gl.slicer.slice(scene, 0.3, sh_degree=1)
+    k = (degree + 1) ** 2
+    out = gl.slicer.slice(scene, 0.3, sh_degree=degree)
     got = gl.slicer.read_back(out)
-    want = scene.slice(0.3).sh[:, :4]
-    assert out.k == 4 and out.degree == 1
+    want = scene.slice(0.3).sh[:, :k]
+    assert out.k == k and out.degree == degree
     _close("sh", got["sh"], want, want.abs().amax(dim=(1, 2), keepdim=True))
+
+
+def test_yang_prefilter_variance(gl, scenes):
+    s = scenes["yang"]
+    scene = Gaussian4DScene("yang", s.means, s.times, s.scales, s.rotations, s.opacities, s.sh,
+                            time_duration=s.time_duration, prefilter_var=0.01)
+    for t in (0.0, 0.45):
+        got = gl.slicer.read_back(gl.slicer.slice(scene, t))
+        want = scene.slice(t)
+        assert torch.equal(got["index"], scene.visible_at(t).nonzero().squeeze(1))
+        assert len(want) > len(s.slice(t))  # the wider marginal keeps more
+        _close("opacities", got["opacities"], want.opacities, want.opacities)
 
 
 # ------------------------------------------------------------------ images against torch

@@ -14,7 +14,7 @@ from ..types import Camera, Frame, FrameStats, RenderSettings
 from .context import GLStageError, check_error, create_context, gl_available
 from .shaders import ShaderCompileError
 
-_KINDS = ("gaussians", "gaussians4d", "voxels")
+_KINDS = ("gaussians", "gaussians4d", "voxels", "convex")
 
 
 class GLRenderer:
@@ -42,6 +42,7 @@ class GLRenderer:
         self._blend_tile = blend_tile
         self._gaussians = None
         self._voxels_mod = None
+        self._convex = None
         self._slicer = None
 
     @property
@@ -53,6 +54,16 @@ class GLRenderer:
             self._gaussians = GaussianPipeline(self.ctx, sort=self._sort, timing=self._timing,
                                                blend_tile=self._blend_tile)
         return self._gaussians
+
+    @property
+    def convex(self):
+        """The convex splat pipeline (convex.py, made on first use)."""
+        if self._convex is None:
+            from .convex import ConvexPipeline
+
+            self._convex = ConvexPipeline(self.ctx, sort=self._sort, timing=self._timing,
+                                          blend_tile=self._blend_tile)
+        return self._convex
 
     @property
     def slicer(self):
@@ -73,6 +84,11 @@ class GLRenderer:
         kind = getattr(scene, "kind", None)
         if not self.supports(scene):
             raise ValueError(f"the GL backend cannot render a {kind!r} scene")
+        # One splat scene's buffers at a time: switching between convexes and Gaussians frees the other.
+        if kind != "convex" and self._convex is not None and self._convex.scene is not None:
+            self._convex.release_scene()
+        if kind == "convex" and self._gaussians is not None and self._gaussians.scene is not None:
+            self._gaussians.release_scene()
         if kind == "gaussians4d":
             # Gaussian4DScene: sliced on the GPU into the buffers the projection reads
             # (slice4d.GPUGaussians); flipbooks: the frame's buffers; other kinds: slice(t) on the CPU.
@@ -97,6 +113,8 @@ class GLRenderer:
         scene = self._prepare(scene, settings)
         if scene.kind == "voxels":
             return self._voxels().render_voxels(self.ctx, scene, camera, settings, readback=True)
+        if scene.kind == "convex":
+            return self.convex.render(scene, camera, settings)
         frame = self.gaussians.render(scene, camera, settings)
         self._add_slice_stats(frame.stats, scene)
         return frame
@@ -115,6 +133,9 @@ class GLRenderer:
                 return mod.draw_voxels(self.ctx, scene, camera, settings)
             frame = mod.render_voxels(self.ctx, scene, camera, settings, readback=False)
             return frame.extras.get("texture"), frame.stats
+        if scene.kind == "convex":
+            tex, _, stats, _ = self.convex.draw(scene, camera, settings, readback=False)
+            return tex, stats
         tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False)
         return tex, self._add_slice_stats(stats, scene)
 
@@ -129,6 +150,9 @@ class GLRenderer:
         if self._slicer is not None:
             extra = self._slicer.resource_stats()
             out = {k: out[k] + extra[k] for k in ("objects", "bytes")}
+        if self._convex is not None:
+            extra = self._convex.resource_stats()
+            out = {k: out[k] + extra[k] for k in ("objects", "bytes")}
         return out
 
     def release(self) -> None:
@@ -136,6 +160,9 @@ class GLRenderer:
         if self._gaussians is not None:
             self._gaussians.release()
             self._gaussians = None
+        if self._convex is not None:
+            self._convex.release()
+            self._convex = None
         if self._slicer is not None:
             self._slicer.release()
             self._slicer = None

@@ -65,7 +65,8 @@ class _ConvexBuffers:
             geom[:, k, 2] = scene.opacities.detach().float().cpu().numpy()
             sh = np.ascontiguousarray(scene.sh.detach().float().cpu().numpy())
         # Non-finite rows are dropped (REFERENCE: reported and dropped): NaN points fail z > near.
-        bad = ~np.isfinite(geom.reshape(n, -1)).all(axis=1) | ~np.isfinite(sh.reshape(n, -1)).all(axis=1)
+        bad = ~np.isfinite(geom.reshape(n, (k + 1) * 4)).all(axis=1)
+        bad |= ~np.isfinite(sh.reshape(n, self.sh_k * 3)).all(axis=1)
         if bad.any():
             geom[bad] = np.nan
             sh[bad] = 0.0
@@ -150,7 +151,8 @@ class ConvexPipeline:
         scene_bytes = self.scene.nbytes if self.scene else 0
         n_obj = (self.scratch.count + len(self.textures) + self.binning.count + (2 if self.scene else 0)
                  + len(self.queries))
-        return {"objects": n_obj, "bytes": self.scratch.nbytes + tex_bytes + self.binning.nbytes + scene_bytes}
+        n_bytes = self.scratch.nbytes + tex_bytes + self.binning.nbytes + scene_bytes
+        return {"objects": n_obj, "bytes": n_bytes}
 
     def release(self) -> None:
         self.release_scene()
@@ -240,7 +242,8 @@ class ConvexPipeline:
                 if settings.mode == "depth":
                     rng = settings.depth_range or colormap.auto_depth_range(sb.bounds, camera.T_camera_world,
                                                                            camera.near)
-                set_uniforms(cs, pair_ids=0, rec=1, image_size=(W, H), tiles_x=tiles_x, num_chunks=bins.chunks,
+                set_uniforms(cs, pair_ids=0, rec=1, image_size=(W, H), tiles_x=tiles_x,
+                             num_chunks=bins.chunks,
                              background=tuple(float(c) for c in settings.background),
                              mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
