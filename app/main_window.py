@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from .messages import LoadCancelled, LoadFailed, LoadStarted, SceneLoaded, StatusMessage
 from .panels.scene import ScenePanel
 from .panels.stats import StatsPanel
+from .panels.timeline import Playback, TimelinePanel
 from .session import Session
 from .viewport import KEY_BINDINGS, Viewport
 
@@ -75,6 +76,10 @@ class MainWindow(QMainWindow):
         self.stats_panel = StatsPanel(self.session)
         self.stats_dock = self._dock("Statistics", "stats_dock", self.stats_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.playback = Playback(self.session, self)
+        self.timeline_panel = TimelinePanel(self.session, self.playback)
+        self.timeline_dock = self._dock("Timeline", "timeline_dock", self.timeline_panel,
+                                        Qt.DockWidgetArea.BottomDockWidgetArea)
 
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)  # indeterminate: readers do not report progress
@@ -129,6 +134,7 @@ class MainWindow(QMainWindow):
         v = mb.addMenu("&View")
         v.addAction(self.scene_dock.toggleViewAction())
         v.addAction(self.stats_dock.toggleViewAction())
+        v.addAction(self.timeline_dock.toggleViewAction())
         v.addSeparator()
         # F and R are handled by the viewport's keyPressEvent; the menu shows them after a tab.
         self._action(v, "&Frame Scene\tF", lambda: self.session.frame_scene())
@@ -139,6 +145,10 @@ class MainWindow(QMainWindow):
         self.adaptive_action.setChecked(True)
         v.addSeparator()
         self._action(v, "Reset &Layout", self.reset_layout)
+
+        # Space, ',' and '.' work anywhere in the window (they are the timeline's actions).
+        p = mb.addMenu("&Playback")
+        p.addActions(self.timeline_panel.actions_list)
 
         h = mb.addMenu("&Help")
         self._action(h, "&Key Bindings", self.show_key_bindings, QKeySequence.StandardKey.HelpContents)
@@ -314,9 +324,11 @@ class MainWindow(QMainWindow):
         self.restoreState(self._default_state)
         self.scene_dock.show()
         self.stats_dock.show()
+        self.timeline_dock.show()
 
     def closeEvent(self, e):
         self.save_layout()
+        self.playback.pause()
         self.viewport.shutdown()
         self.session.shutdown()
         super().closeEvent(e)

@@ -61,6 +61,7 @@ class FrameRendered:
     frame_ms: float  # wall time of render + present
     stages_ms: dict[str, float] = field(default_factory=dict)  # FrameStats.stages_ms
     counters: dict[str, float] = field(default_factory=dict)  # FrameStats.counters
+    time: float | None = None  # seconds: the instant a 4D scene was shown at (None: a static scene)
 
 
 @dataclass(frozen=True)

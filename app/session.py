@@ -21,6 +21,7 @@ from .messages import LoadCancelled, LoadFailed, LoadStarted, SceneLoaded, Statu
 from .workers import LoadWorker, scene_memory_bytes, scene_up
 
 BACKENDS = ("gl", "torch")
+DEFAULT_FPS = 30.0  # timeline frame rate of a 4D scene that names none (flipbooks carry their own)
 MODES = ("rgb", "depth", "alpha", "ellipsoids", "points")
 
 
@@ -31,6 +32,8 @@ class Session(QObject):
     scene_changed = Signal()
     camera_changed = Signal()
     settings_changed = Signal()  # settings, fov or backend
+    # settings.time moved (scrubbing, playback; not sent on scene_changed, which resets the time)
+    time_changed = Signal(float)
     loading_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None, backend: str = "gl"):
@@ -121,11 +124,14 @@ class Session(QObject):
 
     def _show(self, loaded: SceneLoaded):
         self.scene, self.path, self.info = loaded.scene, loaded.path, loaded
+        tr = scene_time_range(loaded.scene)
+        # A new scene starts at the beginning of its time range (static scenes keep time 0).
+        self.settings = replace(self.settings, time=tr[0] if tr else 0.0)
         self.bounds = np.asarray(loaded.bounds, dtype=np.float64)
         self.up = nav._unit(loaded.up)
         self.rig = nav.frame_bounds(self.bounds, self.up, self.fov_y_deg, self.aspect)
         self.scene_changed.emit()
-        self.camera_changed.emit()
+        self.camera_changed.emit()  # (time was reset above: listeners of scene_changed reread it)
         self.message.emit(loaded)
 
     def set_scene(self, scene, path: str | None = None) -> None:
@@ -197,8 +203,32 @@ class Session(QObject):
         """Change RenderSettings fields (mode, sh_degree, antialias, background, splat_scale, ...)."""
         new = replace(self.settings, **changes)
         if new != self.settings:
+            time_moved = new.time != self.settings.time
             self.settings = new
             self.settings_changed.emit()
+            if time_moved:
+                self.time_changed.emit(new.time)
+
+    # --- time (4D scenes) -----------------------------------------------------------------------
+
+    def time_range(self) -> tuple[float, float] | None:
+        """(t0, t1) of the open scene, or None when it has no time."""
+        return scene_time_range(self.scene)
+
+    def fps(self) -> float:
+        """Frames per second of the open scene's timeline (frame step = 1 / fps)."""
+        return scene_fps(self.scene)
+
+    @property
+    def time(self) -> float:
+        return self.settings.time
+
+    def set_time(self, t: float) -> None:
+        """Show the scene at time t (seconds). Emits time_changed only (panels need no resync)."""
+        t = float(t)
+        if math.isfinite(t) and t != self.settings.time:
+            self.settings = replace(self.settings, time=t)
+            self.time_changed.emit(t)
 
     def set_backend(self, name: str) -> None:
         if name not in BACKENDS:
@@ -215,19 +245,89 @@ class Session(QObject):
         self.set_settings(mode="rgb")
 
 
+def scene_time_range(scene) -> tuple[float, float] | None:
+    """(t0, t1) for a scene with time (kind "gaussians4d" or a time_range method), else None.
+
+    A range that is empty or not finite is widened to one frame so a timeline can still show it.
+    """
+    if scene is None or not (getattr(scene, "kind", None) == "gaussians4d" or hasattr(scene, "time_range")):
+        return None
+    try:
+        t0, t1 = (float(v) for v in scene.time_range())
+    except Exception:  # noqa: BLE001 - a scene without a usable range still gets a timeline
+        t0, t1 = 0.0, 1.0
+    if not math.isfinite(t0):
+        t0 = 0.0
+    if not (math.isfinite(t1) and t1 > t0):
+        t1 = t0 + 1.0 / scene_fps(scene)
+    return t0, t1
+
+
+def scene_fps(scene) -> float:
+    """Timeline frame rate: meta["fps"], else the scene's fps (flipbooks), else DEFAULT_FPS."""
+    for v in (getattr(scene, "meta", {}).get("fps") if scene is not None else None, getattr(scene, "fps", None)):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(f) and f > 0:
+            return f
+    return DEFAULT_FPS
+
+
+def scene_model(scene) -> str | None:
+    """"rotor" / "yang" (Gaussian4DScene), "flipbook" (per-frame PLYs), or None for static scenes."""
+    if scene_time_range(scene) is None:
+        return None
+    if hasattr(scene, "frame_count"):
+        return "flipbook"
+    return str(getattr(scene, "model", "?"))
+
+
 def describe_scene(session: Session) -> dict[str, str]:
-    """Label -> text for the Scene panel (file, format, counts, SH degree, bounds, memory)."""
+    """Label -> text for the Scene panel (file, format, counts, SH degree, time, bounds, memory).
+
+    Only facts the scene has are present: no time rows for static scenes, no SH degree where the
+    colour is not SH (voxel grids with an MLP or plain RGB), grid rows only for voxel grids.
+    """
     if session.scene is None:
         return {}
     scene, info = session.scene, session.info
-    out = {"File": Path(session.path).name if session.path else "", "Format": scene.meta.get("format", "?")}
-    out["Kind"] = getattr(scene, "kind", "?")
+    meta = getattr(scene, "meta", None) or {}
+    out = {"File": Path(session.path).name if session.path else "", "Format": str(meta.get("format", "?"))}
+    out["Kind"] = str(getattr(scene, "kind", "?"))
+    model = scene_model(scene)
+    if model is not None:
+        out["Model"] = model
     try:
         out["Primitives"] = f"{len(scene):,}"
-    except TypeError:
+        if model == "flipbook":
+            out["Primitives"] += " (first frame)"
+    except Exception:  # noqa: BLE001 - no length (TypeError) or a frame that fails to load
         pass
-    if hasattr(scene, "sh_degree"):
-        out["SH degree"] = str(scene.sh_degree)
+    tr = scene_time_range(scene)
+    if tr is not None:
+        fps = scene_fps(scene)
+        out["Time range"] = f"{tr[0]:.3g} – {tr[1]:.3g} s"
+        frames = getattr(scene, "frame_count", None)
+        out["Frames"] = f"{frames:,} at {fps:g} fps" if frames else f"{fps:g} fps (timeline step)"
+    if getattr(scene, "kind", None) == "voxels":
+        try:
+            out["Grid"] = " x ".join(str(v) for v in scene.grid_shape)
+        except Exception:  # noqa: BLE001
+            pass
+        mode = getattr(scene, "color_mode", None)
+        if mode is not None:
+            out["Colour"] = str(mode)
+        if mode == "sh":
+            out["SH degree"] = str(scene.sh_degree)
+    else:
+        try:
+            out["SH degree"] = str(scene.sh_degree)
+        except Exception:  # noqa: BLE001 - none (AttributeError), or a flipbook frame that fails
+            pass
+    if getattr(scene, "kind", None) == "convex" and hasattr(scene, "num_points"):
+        out["Points per convex"] = str(scene.num_points)
     lo, hi = session.bounds
     out["Bounds min"] = ", ".join(f"{v:.3g}" for v in lo)
     out["Bounds max"] = ", ".join(f"{v:.3g}" for v in hi)

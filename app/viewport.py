@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 
 import numpy as np
 import torch
@@ -42,6 +43,8 @@ KEY_BINDINGS = [
     ("Z / C", "roll left / right"),
     ("F", "frame the scene (keep the view direction)"),
     ("R or Home", "reset the camera (default direction, no roll)"),
+    ("Space", "play / pause (scenes with time)"),
+    (", / .", "previous / next frame"),
 ]
 
 _BLIT_VS = """
@@ -138,6 +141,11 @@ class Viewport(QOpenGLWidget):
         session.scene_changed.connect(self._on_scene_changed)
         session.camera_changed.connect(self.view_changed)
         session.settings_changed.connect(self.view_changed)
+        # Scrubbing and playback change the picture continuously: render them like a moving camera
+        # (reduced resolution while it changes, full resolution IDLE_MS after it stops).
+        session.time_changed.connect(lambda _t: self.camera_moved())
+        self._gl_kinds: dict[str, bool] = {}  # scene kind -> GLRenderer.supports
+        self._fallback_noticed = None  # weakref to the scene the torch fallback was announced for
         self._on_scene_changed()
 
     # --- GL lifecycle ---------------------------------------------------------------------------
@@ -237,6 +245,12 @@ class Viewport(QOpenGLWidget):
         if backend == "gl" and self.gl_error:
             self._use_torch_instead()
             backend = "torch"
+        elif backend == "gl" and self._gl_refuses(scene):
+            backend = "torch"  # for this scene only: the next one may be one GL draws
+            if self._fallback_noticed is None or self._fallback_noticed() is not scene:
+                self._fallback_noticed = weakref.ref(scene)
+                self._notice(f"the GL backend cannot render a {getattr(scene, 'kind', '?')!r} scene; "
+                             "using the torch backend for it")
         cam, key = self._view()
         settings = self.session.settings
         if backend == "torch":
@@ -261,7 +275,8 @@ class Viewport(QOpenGLWidget):
         ms = (time.perf_counter() - t0) * 1e3
         self._after_frame(FrameRendered(backend="gl", width=cam.width, height=cam.height,
                                         interactive=self.interactive, frame_ms=ms,
-                                        stages_ms=dict(stats.stages_ms), counters=dict(stats.counters)))
+                                        stages_ms=dict(stats.stages_ms), counters=dict(stats.counters),
+                                        time=self._shown_time(settings)))
 
     def _clear(self, fbo):
         fbo.use()
@@ -299,7 +314,8 @@ class Viewport(QOpenGLWidget):
             self._after_frame(FrameRendered(backend="torch", width=frame.width, height=frame.height,
                                             interactive=interactive, frame_ms=ms,
                                             stages_ms=dict(frame.stats.stages_ms),
-                                            counters=dict(frame.stats.counters)))
+                                            counters=dict(frame.stats.counters),
+                                            time=self._shown_time(rkey[6])))
         self._request_torch(key, scene, cam, settings)
         shown = self._torch_shown
         if self._upload_tex is not None and shown is not None and shown[0] == id(scene):
@@ -353,7 +369,26 @@ class Viewport(QOpenGLWidget):
         return self._torch_wanted is not None or self._torch_ready is not None
 
     def effective_backend(self) -> str:
-        return "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
+        """The backend that draws the open scene: the session's, unless GL is unavailable here or
+        cannot draw this kind of scene (then torch)."""
+        if self.session.backend == "gl" and (self.gl_error or self._gl_refuses(self.session.scene)):
+            return "torch"
+        return self.session.backend
+
+    def _gl_refuses(self, scene) -> bool:
+        """True when the GL backend's supports(scene) is False (it answers by scene kind)."""
+        if scene is None or self.ctx is None or self.gl_error:
+            return False
+        kind = getattr(scene, "kind", None)
+        if kind not in self._gl_kinds:
+            try:
+                self._gl_kinds[kind] = bool(self.renderer("gl").supports(scene))
+            except Exception:  # noqa: BLE001 - no GL backend at all: paintGL reports that
+                return False
+        return not self._gl_kinds[kind]
+
+    def _shown_time(self, settings) -> float | None:
+        return float(settings.time) if self.session.time_range() is not None else None
 
     def _view(self):
         """(camera at the render size, key of that view) for the session's current state."""
@@ -572,7 +607,7 @@ class Viewport(QOpenGLWidget):
         W, H = self.physical_size()
         width, height = width or W, height or H
         cam = self.session.camera(width, height)
-        backend = "torch" if (self.session.backend == "gl" and self.gl_error) else self.session.backend
+        backend = self.effective_backend()
         self.makeCurrent()
         try:
             with torch.no_grad():

@@ -230,3 +230,19 @@ def test_supports_and_errors(gl):
     assert gl.supports(_scene(5))
     with pytest.raises(ValueError, match="mode"):
         gl.render(_scene(5), _camera("outside"), RenderSettings(mode="normals"))
+
+
+@pytest.mark.parametrize("name", ["cvx_common.glsl", "cvx_project.comp", "cvx_blend.comp"])
+def test_shader_headers(name):
+    from importlib import resources
+
+    lines = resources.files("shaders").joinpath(name).read_text().splitlines()
+    start = 1 if lines[0].startswith("#version") else 0
+    header = []
+    for line in lines[start:]:
+        if not line.startswith("//"):
+            break
+        header.append(line)
+    head = "\n".join(header)
+    assert header and header[0].startswith(f"// {name}:")
+    assert "Bindings" in head and "Reference" in head

@@ -23,8 +23,11 @@ from ..session import BACKENDS, MODES, Session, describe_scene
 
 MODE_LABELS = {"rgb": "Colour", "depth": "Depth", "alpha": "Alpha", "ellipsoids": "Ellipsoids",
                "points": "Points"}
-INFO_ROWS = ("File", "Format", "Kind", "Primitives", "SH degree", "Bounds min", "Bounds max", "Memory",
-             "Load time", "Up")  # the keys of session.describe_scene
+INFO_ROWS = ("File", "Format", "Kind", "Model", "Primitives", "Time range", "Frames", "SH degree",
+             "Points per convex", "Grid", "Colour", "Bounds min", "Bounds max", "Memory", "Load time",
+             "Up")  # the keys of session.describe_scene
+# Rows every scene has; the others are hidden when the open scene lacks that fact.
+ALWAYS_ROWS = ("File", "Format", "Kind", "Primitives", "Bounds min", "Bounds max", "Memory", "Load time", "Up")
 AA_LABELS = {"classic": "Classic (0.3 px dilation)", "mip": "Mip filter (opacity compensated)"}
 
 
@@ -103,6 +106,7 @@ class ScenePanel(QWidget):
                 self.info_labels[k] = lab
                 self.info_form.addRow(k, lab)
             self.info_labels[k].setText(facts.get(k, "–"))
+            self.info_form.setRowVisible(self.info_labels[k], k in ALWAYS_ROWS or k in facts)
         self.sync()
 
     def sync(self):

@@ -29,7 +29,7 @@ class StatsPanel(QWidget):
         top = QGroupBox("Frame")
         self.form = QFormLayout(top)
         self.labels: dict[str, QLabel] = {}
-        for key in ("FPS", "Frame time", "Resolution", "Backend"):
+        for key in ("FPS", "Frame time", "Resolution", "Backend", "Time"):
             self.labels[key] = QLabel("–")
             self.form.addRow(key, self.labels[key])
         outer.addWidget(top)
@@ -71,6 +71,8 @@ class StatsPanel(QWidget):
         moving = " (moving)" if msg.interactive else ""
         self.labels["Resolution"].setText(f"{msg.width} x {msg.height}{moving}")
         self.labels["Backend"].setText(msg.backend)
+        # The instant the frame on screen shows (4D scenes; FrameRendered.time is None otherwise).
+        self.labels["Time"].setText("–" if msg.time is None else f"{msg.time:.3f} s")
         stages = {k: f"{v:.2f}" for k, v in msg.stages_ms.items()}
         if stages:
             stages["total"] = f"{sum(msg.stages_ms.values()):.2f}"
@@ -78,7 +80,8 @@ class StatsPanel(QWidget):
         counters = {COUNTER_LABELS.get(k, k): f"{v:,.0f}" for k, v in msg.counters.items()}
         self.counters.setText(_table(counters))
         fps = f" {self.fps:.1f} FPS" if msg.interactive and self.fps else ""
-        self.summary.emit(f"{msg.backend} {msg.width}x{msg.height} {msg.frame_ms:.0f} ms{fps}")
+        at = "" if msg.time is None else f" t={msg.time:.2f} s"
+        self.summary.emit(f"{msg.backend} {msg.width}x{msg.height} {msg.frame_ms:.0f} ms{fps}{at}")
 
 
 def _table(rows: dict[str, str]) -> str:
