@@ -65,6 +65,14 @@ def tiny_scene() -> GaussianScene:
     return random_gaussians(200, seed=1, sh_degree=3, log_scale=-3.0)
 
 
+@pytest.fixture(autouse=True)
+def _gl_ctx_current(request):
+    """Make the session's GL context current before each test that uses it: a test that made
+    and released another EGL context (e.g. through the CLI) leaves no context current."""
+    if "gl_ctx" in request.fixturenames:
+        request.getfixturevalue("gl_ctx").__enter__()
+
+
 @pytest.fixture(scope="session")
 def gl_ctx():
     """A standalone EGL OpenGL 4.3+ context (Mesa llvmpipe without a GPU); skips where none can be made."""
