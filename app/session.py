@@ -52,6 +52,7 @@ class Session(QObject):
         self._wanted: int | None = None  # the job whose result will be shown
         self._workers: dict[int, LoadWorker] = {}
         self._queue: list[str] = []  # more dropped files to try if the current one fails
+        self._time_range: tuple = (None, None)  # (scene, its time range): see time_range()
 
     # --- opening scenes -------------------------------------------------------------------------
 
@@ -124,7 +125,7 @@ class Session(QObject):
 
     def _show(self, loaded: SceneLoaded):
         self.scene, self.path, self.info = loaded.scene, loaded.path, loaded
-        tr = scene_time_range(loaded.scene)
+        tr = self.time_range()
         # A new scene starts at the beginning of its time range (static scenes keep time 0).
         self.settings = replace(self.settings, time=tr[0] if tr else 0.0)
         self.bounds = np.asarray(loaded.bounds, dtype=np.float64)
@@ -212,8 +213,12 @@ class Session(QObject):
     # --- time (4D scenes) -----------------------------------------------------------------------
 
     def time_range(self) -> tuple[float, float] | None:
-        """(t0, t1) of the open scene, or None when it has no time."""
-        return scene_time_range(self.scene)
+        """(t0, t1) of the open scene, or None when it has no time (kept per scene: without a
+        time_duration a Gaussian4DScene takes quantiles of all its times, and this is asked on
+        every playback tick and frame)."""
+        if self._time_range[0] is not self.scene:
+            self._time_range = (self.scene, scene_time_range(self.scene))
+        return self._time_range[1]
 
     def fps(self) -> float:
         """Frames per second of the open scene's timeline (frame step = 1 / fps)."""
@@ -245,12 +250,19 @@ class Session(QObject):
         self.set_settings(mode="rgb")
 
 
+def has_time(scene) -> bool:
+    """True for scenes with a timeline: kind "gaussians4d" (4D Gaussians, flipbooks) or a time_range."""
+    if scene is None:
+        return False
+    return getattr(scene, "kind", None) == "gaussians4d" or hasattr(scene, "time_range")
+
+
 def scene_time_range(scene) -> tuple[float, float] | None:
     """(t0, t1) for a scene with time (kind "gaussians4d" or a time_range method), else None.
 
     A range that is empty or not finite is widened to one frame so a timeline can still show it.
     """
-    if scene is None or not (getattr(scene, "kind", None) == "gaussians4d" or hasattr(scene, "time_range")):
+    if not has_time(scene):
         return None
     try:
         t0, t1 = (float(v) for v in scene.time_range())
@@ -265,7 +277,8 @@ def scene_time_range(scene) -> tuple[float, float] | None:
 
 def scene_fps(scene) -> float:
     """Timeline frame rate: meta["fps"], else the scene's fps (flipbooks), else DEFAULT_FPS."""
-    for v in (getattr(scene, "meta", {}).get("fps") if scene is not None else None, getattr(scene, "fps", None)):
+    meta = getattr(scene, "meta", None) or {}
+    for v in (meta.get("fps"), getattr(scene, "fps", None)):
         try:
             f = float(v)
         except (TypeError, ValueError):
@@ -277,7 +290,7 @@ def scene_fps(scene) -> float:
 
 def scene_model(scene) -> str | None:
     """"rotor" / "yang" (Gaussian4DScene), "flipbook" (per-frame PLYs), or None for static scenes."""
-    if scene_time_range(scene) is None:
+    if not has_time(scene):
         return None
     if hasattr(scene, "frame_count"):
         return "flipbook"
@@ -305,7 +318,7 @@ def describe_scene(session: Session) -> dict[str, str]:
             out["Primitives"] += " (first frame)"
     except Exception:  # noqa: BLE001 - no length (TypeError) or a frame that fails to load
         pass
-    tr = scene_time_range(scene)
+    tr = session.time_range()
     if tr is not None:
         fps = scene_fps(scene)
         out["Time range"] = f"{tr[0]:.3g} – {tr[1]:.3g} s"

@@ -143,7 +143,7 @@ class Viewport(QOpenGLWidget):
         session.settings_changed.connect(self.view_changed)
         # Scrubbing and playback change the picture continuously: render them like a moving camera
         # (reduced resolution while it changes, full resolution IDLE_MS after it stops).
-        session.time_changed.connect(lambda _t: self.camera_moved())
+        session.time_changed.connect(self._on_time_changed)
         self._gl_kinds: dict[str, bool] = {}  # scene kind -> GLRenderer.supports
         self._fallback_noticed = None  # weakref to the scene the torch fallback was announced for
         self._on_scene_changed()
@@ -479,6 +479,9 @@ class Viewport(QOpenGLWidget):
         self.hint.setGeometry(0, 0, self.width(), self.height())
         if self.height() > 0:
             self.session.aspect = self.width() / self.height()
+
+    def _on_time_changed(self, _t: float):
+        self.camera_moved()
 
     def camera_moved(self):
         """Mark the camera as moving: reduced resolution until it rests for IDLE_MS."""

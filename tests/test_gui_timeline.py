@@ -291,3 +291,43 @@ def test_scene_gl_cannot_draw_falls_back_to_torch(qtbot, win, tmp_path, monkeypa
     win.session.set_scene(random_gaussians(200, seed=5, sh_degree=0, log_scale=-3.0), "gaussians")
     grab(qtbot, win)
     assert win.viewport.last_frame.backend == "gl"
+
+
+def test_playback_advances_by_wall_clock_times_speed(qtbot, monkeypatch):
+    """Each tick adds (wall time since the last tick) x speed, however few ticks a slow frame lets run."""
+    from app.panels.timeline import Playback
+    from app.session import Session
+
+    s = Session()
+    pb = Playback(s)
+    s.set_scene(rotor_scene(50), "4d")
+    pb.set_speed(2.0)
+    pb.play()  # its timer cannot fire here (no event loop runs): the ticks are driven by hand
+    monkeypatch.setattr(pb._clock, "restart", lambda: 300)  # 300 ms since the previous tick
+    pb._tick()
+    assert s.time == pytest.approx(0.6) and pb.playing
+    pb._tick()  # 1.2 s: wraps (loop is on by default)
+    assert s.time == pytest.approx(0.2)
+    pb.set_loop(False)
+    pb._tick()
+    pb._tick()
+    pb._tick()  # 0.2 + 1.8 > 1: stops at the end
+    assert s.time == 1.0 and not pb.playing
+    assert s.shutdown()
+
+
+def test_timeline_dock_in_view_menu_and_layout_remembered(qtbot, win):
+    assert win.timeline_dock.toggleViewAction() in win.menuBar().actions()[1].menu().actions()
+    assert win.timeline_dock.isVisible()
+    win.timeline_dock.hide()
+    win.close()
+    again = MainWindow(backend="gl")
+    qtbot.addWidget(again)
+    again.show()
+    qtbot.waitExposed(again)
+    try:
+        assert not again.timeline_dock.isVisible() and again.scene_dock.isVisible()
+        again.reset_layout()
+        assert again.timeline_dock.isVisible()
+    finally:
+        again.close()

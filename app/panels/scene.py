@@ -27,7 +27,8 @@ INFO_ROWS = ("File", "Format", "Kind", "Model", "Primitives", "Time range", "Fra
              "Points per convex", "Grid", "Colour", "Bounds min", "Bounds max", "Memory", "Load time",
              "Up")  # the keys of session.describe_scene
 # Rows every scene has; the others are hidden when the open scene lacks that fact.
-ALWAYS_ROWS = ("File", "Format", "Kind", "Primitives", "Bounds min", "Bounds max", "Memory", "Load time", "Up")
+ALWAYS_ROWS = ("File", "Format", "Kind", "Primitives", "Bounds min", "Bounds max", "Memory", "Load time",
+               "Up")
 AA_LABELS = {"classic": "Classic (0.3 px dilation)", "mip": "Mip filter (opacity compensated)"}
 
 
@@ -118,7 +119,10 @@ class ScenePanel(QWidget):
         try:
             self.backend.setCurrentIndex(max(0, self.backend.findData(self.session.backend)))
             self.mode.setCurrentIndex(max(0, self.mode.findData(s.mode)))
-            scene_deg = getattr(self.session.scene, "sh_degree", 3)
+            try:  # not every scene kind has SH colour (a flipbook reads its first frame for it)
+                scene_deg = min(max(int(getattr(self.session.scene, "sh_degree", 3)), 0), 3)
+            except Exception:  # noqa: BLE001
+                scene_deg = 3
             self.sh_degree.setValue(scene_deg if s.sh_degree is None else min(s.sh_degree, 3))
             self.antialias.setCurrentIndex(max(0, self.antialias.findData(s.antialias)))
             self.splat_scale.setValue(s.splat_scale)

@@ -245,7 +245,8 @@ class TimelinePanel(QWidget):
             self._set_slider(0)
             return
         t0, t1 = tr
-        self.time_label.setText(f"{_fmt(t)} / {_fmt(t1)}" if t0 == 0 else f"{_fmt(t)} in [{t0:.3f}, {t1:.3f}]")
+        span = f"{_fmt(t)} / {_fmt(t1)}" if t0 == 0 else f"{_fmt(t)} in [{t0:.3f}, {t1:.3f}]"
+        self.time_label.setText(span)
         pb = self.playback
         self.frame_label.setText(f"frame {pb.frame_index(t) + 1} / {pb.frame_count()}")
         self._set_slider(round((t - t0) / (t1 - t0) * SLIDER_STEPS))
