@@ -1,16 +1,28 @@
 #version 430
-// gs_blend.comp: front-to-back alpha blending of each 16x16 tile's depth-sorted Gaussians.
-// One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one
-// column, so one texelFetch of a pair's record serves PPT pixels (fetches dominate on CPU rasterizers).
-// Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pairs
-//   blended); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records,
-//   gs_common.glsl); images 0 out_rgba (rgba32f: colour
-//   after the mode's mapping, alpha), 1 out_depth (r32f: expected depth normalised by alpha).
-// Limit: llvmpipe ends an invocation after 65535 loop iterations, so a tile whose pixels stay
-// unsaturated through more than ~65k pairs would be cut short there (not seen in practice).
-// Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP = BLEND_TILE / PPT. Reference: REFERENCE.md 1.4 (INRIA forward.cu
-// renderCUDA; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4);
-// twin: renderer/torch_backend/rasterize.py. Colour map: colormap.glsl (twin renderer/colormap.py).
+// gs_blend.comp: front-to-back alpha blending of each tile's depth-sorted Gaussians (CPU rasterizers).
+// One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one column.
+// Tuned for llvmpipe (gaussians.py picks gs_blend_hw.comp on GPUs), where a work group runs as
+// 8-wide SIMD vectors and a texelFetch is a gather per lane: the pairs are walked in batches of
+// BATCH (= the subgroup size), each lane fetching one pair's record, which readInvocationARB then
+// broadcasts to the lanes one pair after the other (one gather serves BATCH pairs, not one).
+// The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
+// for the broadcasts. Per pixel: a log2-scaled quadratic (coefficients prepared per lane and
+// pair), exp2, and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask):
+// a finished pixel keeps -T, so no separate `done` flags.
+// Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
+//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records, see
+//   gs_project.comp); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
+//   1 out_depth (r32f: expected depth normalised by alpha).
+// Limit: llvmpipe ends an invocation after 65535 loop iterations; one iteration here is a batch,
+//   so a tile may hold up to ~65535 * BATCH pairs.
+// Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
+//   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe).
+// Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
+//   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
+//   Colour map: colormap.glsl (twin renderer/colormap.py).
+#extension GL_ARB_gpu_shader_int64 : require
+#extension GL_ARB_shader_ballot : require
+#extension GL_ARB_shader_group_vote : require
 #include "gs_common.glsl"
 #include "colormap.glsl"
 
@@ -34,9 +46,36 @@ uniform int mode;           // 0 rgb, 1 depth (colour-mapped), 2 alpha
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 
 const float MAX_ALPHA = 0.99;
-const float ALPHA_MIN = 1.0 / 255.0;
+const float LOG2_ALPHA_MIN = -7.9943534;   // log2(1 / 255)
 const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
+
+float T[PPT];   // transmittance; -T once the pixel has stopped (T would drop below T_MIN)
+vec3 C[PPT];
+float D[PPT];
+uint blended = 0u;
+
+// Blend one Gaussian into this invocation's PPT pixels. q = (a, b, c) of the log2 quadratic
+// log2(alpha) = lo + a dx^2 + b dx dy + c dy^2 (dx, dy: mean - pixel centre), lo = log2(opacity).
+void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
+    float A = lo + q.x * dx * dx;
+    float B = q.y * dx;
+    for (int k = 0; k < PPT; ++k) {
+        float dy = dy0 - float(k);
+        float p = A + dy * (B + q.z * dy);
+        // alpha >= 1/255 and the Gaussian's exponent <= 0 (as the twin's power <= 0 test).
+        bool in_ = p >= LOG2_ALPHA_MIN && p <= lo;
+        float a = in_ ? min(MAX_ALPHA, exp2(p)) : 0.0;
+        float t = T[k];
+        float nt = t - t * a;
+        bool take = nt >= T_MIN;   // false once stopped (t < 0) and where this Gaussian stops it
+        float w = take ? a * t : 0.0;
+        C[k] += w * col.rgb;
+        D[k] += w * col.a;
+        T[k] = take ? nt : (in_ ? -abs(t) : t);
+        blended += (take && in_) ? 1u : 0u;
+    }
+}
 
 void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
@@ -45,48 +84,39 @@ void main() {
     int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
     int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 
-    float T[PPT];
-    vec3 C[PPT];
-    float D[PPT];
-    bool done[PPT];
-    int live = 0;
     for (int k = 0; k < PPT; ++k) {
-        T[k] = 1.0; C[k] = vec3(0.0); D[k] = 0.0;
-        done[k] = px >= image_size.x || py0 + k >= image_size.y;
-        live += done[k] ? 0 : 1;
+        // Pixels outside the image start stopped (their lanes still take part in the broadcasts).
+        bool outside = px >= image_size.x || py0 + k >= image_size.y;
+        T[k] = outside ? -1.0 : 1.0; C[k] = vec3(0.0); D[k] = 0.0;
     }
     float fx = float(px) + 0.5;
-    uint blended = 0u;
-    for (uint p = start; p < end && live > 0; ++p) {
-        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
+    float fy = float(py0) + 0.5;
+    uint lane = gl_SubGroupInvocationARB;
+    bool live = true;
+    for (uint base = start; base < end && anyInvocationARB(live); base += uint(BATCH)) {
+        uint p = base + lane;
+        bool valid = p < end;
+        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, end - 1u)), 0).r);
         vec4 r0 = texelFetch(rec0, pc, 0);
         vec4 r1 = texelFetch(rec1, pc, 0);
         vec4 r2 = texelFetch(rec2, pc, 0);
-        // Branch-free body: CPU rasterizers run every branch under a lane mask anyway, so
-        // selects are cheaper than ifs; one fetch of the record serves PPT pixels.
-        live = 0;
-        for (int k = 0; k < PPT; ++k) {
-            vec2 d = r0.xy - vec2(fx, float(py0 + k) + 0.5);
-            float power = -0.5 * (r0.z * d.x * d.x + r1.x * d.y * d.y) - r0.w * d.x * d.y;
-            float alpha = min(MAX_ALPHA, r1.y * exp(power));
-            bool ok = !done[k] && power <= 0.0 && alpha >= ALPHA_MIN;
-            float nt = T[k] * (1.0 - alpha);
-            bool stop = ok && nt < T_MIN;
-            float w = (ok && !stop) ? alpha * T[k] : 0.0;
-            C[k] += w * r2.rgb;
-            D[k] += w * r2.w;
-            T[k] = (ok && !stop) ? nt : T[k];
-            blended += (ok && !stop) ? 1u : 0u;
-            done[k] = done[k] || stop;
-            live += done[k] ? 0 : 1;
+        r1.y = valid ? r1.y : -1e30;   // past the tile's end: log2(opacity) that fails every test
+        for (int j = 0; j < BATCH; ++j) {
+            vec4 a0 = readInvocationARB(r0, j);
+            vec4 a1 = readInvocationARB(r1, j);
+            vec4 a2 = readInvocationARB(r2, j);
+            blend_one(a0.x - fx, a0.y - fy, vec3(a0.z, a0.w, a1.x), a1.y, a2);
         }
+        live = false;
+        for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }
     if (blended > 0u) atomicAdd(counters[1], blended);
 
     for (int k = 0; k < PPT; ++k) {
         int py = py0 + k;
         if (px >= image_size.x || py >= image_size.y) continue;
-        float a = 1.0 - T[k];
+        float tk = abs(T[k]);
+        float a = 1.0 - tk;
         float depth = a > DEPTH_EPS ? D[k] / a : 0.0;
         vec3 rgb;
         if (mode == 1) {
@@ -95,7 +125,7 @@ void main() {
         } else if (mode == 2) {
             rgb = vec3(a) + background * (1.0 - a);
         } else {
-            rgb = C[k] + T[k] * background;
+            rgb = C[k] + tk * background;
         }
         imageStore(out_rgba, ivec2(px, py), vec4(rgb, a));
         imageStore(out_depth, ivec2(px, py), vec4(depth));
