@@ -33,10 +33,12 @@ def depth_to_rgb(depth: Tensor, alpha: Tensor, depth_range: tuple[float, float],
     return turbo(t) * alpha + background * (1 - alpha)
 
 
-def auto_depth_range(bounds: np.ndarray, T_camera_world: np.ndarray, near: float = 0.01) -> tuple[float, float]:
+def auto_depth_range(bounds: np.ndarray, T_camera_world: np.ndarray,
+                     near: float = 0.01) -> tuple[float, float]:
     """(near, far) view-space z of a scene box [2,3] seen from a camera: the default colour-map range."""
     lo, hi = bounds
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    corners = np.array([[x, y, z, 1.0]
+                        for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
     z = (corners @ T_camera_world.T)[:, 2]
     z_far = float(max(z.max(), near * 2))
     z_near = float(max(z.min(), near))

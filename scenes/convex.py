@@ -63,7 +63,8 @@ class ConvexScene:
         if self.raw_cache is not None:
             return dict(self.raw_cache)
         op = self.opacities.clamp(1e-7, 1 - 1e-7)
-        return {"points": self.points, "log_deltas": torch.log(self.deltas), "log_sigmas": torch.log(self.sigmas),
+        return {"points": self.points, "log_deltas": torch.log(self.deltas),
+                "log_sigmas": torch.log(self.sigmas),
                 "opacity_logits": torch.log(op) - torch.log1p(-op), "sh": self.sh}
 
     def bounds(self) -> np.ndarray:
@@ -72,7 +73,8 @@ class ConvexScene:
     def map(self, fn) -> ConvexScene:
         return ConvexScene(fn(self.points), fn(self.deltas), fn(self.sigmas), fn(self.opacities), fn(self.sh),
                            sh_center_quirk=self.sh_center_quirk, up=self.up, meta=dict(self.meta),
-                           raw_cache=None if self.raw_cache is None else {k: fn(v) for k, v in self.raw_cache.items()})
+                           raw_cache=None if self.raw_cache is None
+                           else {k: fn(v) for k, v in self.raw_cache.items()})
 
     def to(self, device) -> ConvexScene:
         return self.map(lambda t: t.to(device))
@@ -88,7 +90,8 @@ class ConvexScene:
     def validate(self) -> None:
         n = len(self)
         if self.points.ndim != 3 or self.points.shape[2] != 3 or not 3 <= self.points.shape[1] <= MAX_POINTS:
-            raise ValueError(f"points has shape {tuple(self.points.shape)}, expected (N, K, 3) with 3 <= K <= 8")
+            raise ValueError(f"points has shape {tuple(self.points.shape)}, "
+                             f"expected (N, K, 3) with 3 <= K <= {MAX_POINTS}")
         for name in ("deltas", "sigmas", "opacities"):
             if tuple(getattr(self, name).shape) != (n,):
                 raise ValueError(f"{name} has shape {tuple(getattr(self, name).shape)}, expected ({n},)")

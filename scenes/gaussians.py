@@ -134,9 +134,11 @@ class GaussianScene:
         return self.map(lambda t: t[index])
 
     def finite_mask(self) -> Tensor:
-        """[N] bool: rows whose every value is finite."""
+        """[N] bool: rows whose every value is finite and whose quaternion is not zero."""
         parts = [self.means, self.quats, self.scales, self.opacities[:, None], self.sh.flatten(1)]
-        return torch.cat([torch.isfinite(p) for p in parts], dim=1).all(dim=1)
+        ok = torch.cat([torch.isfinite(p) for p in parts], dim=1).all(dim=1)
+        raw_q = self.raw_cache["quats"] if self.raw_cache is not None else self.quats
+        return ok & (raw_q.norm(dim=1) > 0)
 
     def validate(self) -> None:
         """Raise ValueError if shapes or dtypes disagree."""

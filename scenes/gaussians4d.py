@@ -470,17 +470,3 @@ def _same(a: tuple, b: tuple) -> bool:
     return all(x is y if isinstance(x, Tensor) else x == y for x, y in zip(a, b, strict=True))
 
 
-def drop_nonfinite_4d(scene: Gaussian4DScene, path, error_cls) -> Gaussian4DScene:
-    """Remove rows with NaN/inf (or zero quaternions) and record how many in meta."""
-    ok = scene.finite_mask()
-    bad = int((~ok).sum())
-    if bad and bad == len(scene):
-        raise error_cls(path, f"all {bad:,} Gaussians hold NaN or infinite values")
-    if bad:
-        meta = scene.meta
-        scene = scene.subset(ok)
-        scene.meta = meta
-        scene.meta["dropped_nonfinite"] = bad
-        scene.meta.setdefault("warnings", []).append(
-            f"dropped {bad:,} Gaussians with NaN or infinite values")
-    return scene

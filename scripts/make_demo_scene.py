@@ -77,7 +77,7 @@ def ground(n: int, rng) -> tuple[np.ndarray, ...]:
 def make(seed: int = 7, n_knot: int = 14000, n_ground: int = 6000) -> GaussianScene:
     rng = np.random.default_rng(seed)
     parts = [knot(n_knot, rng), ground(n_ground, rng)]
-    means, rot, scales, rgb, normal = (np.concatenate(x) for x in zip(*parts))
+    means, rot, scales, rgb, normal = (np.concatenate(x) for x in zip(*parts, strict=True))
     n = len(means)
     sh = np.zeros((n, 4, 3), dtype=np.float32)
     sh[:, 0] = (rgb - 0.5) / SH_C0
@@ -98,7 +98,8 @@ def make(seed: int = 7, n_knot: int = 14000, n_ground: int = 6000) -> GaussianSc
 
 
 def main() -> None:
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parents[1] / "assets" / "demo.ply"
+    default = Path(__file__).resolve().parents[1] / "assets" / "demo.ply"
+    out = Path(sys.argv[1]) if len(sys.argv) > 1 else default
     scene = make()
     save_scene(scene, out)
     print(f"wrote {out} ({len(scene):,} Gaussians, SH degree {scene.sh_degree})")

@@ -145,11 +145,14 @@ void main() {
 
     float inv_det = 1.0 / det;
     vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);
-    // Below this exponent alpha = op * exp(power) < 1/255: lets the blend skip exp() cheaply.
-    float power_min = op > 0.0 ? log(1.0 / (255.0 * op)) : 0.0;
+    // The blends evaluate log2(alpha) = log2(op) + q.x dx^2 + q.y dx dy + q.z dy^2 (dx, dy: mean
+    // minus pixel centre), i.e. log2 e times the twin's power -(conic.x dx^2 + conic.z dy^2)/2
+    // - conic.y dx dy, so that a pixel costs one exp2 and no multiply by the opacity.
+    const float LOG2E = 1.4426950408889634;
+    vec3 lq = vec3(-0.5 * LOG2E * conic.x, -LOG2E * conic.y, -0.5 * LOG2E * conic.z);
     ivec2 rc = pair_coord(g);
-    imageStore(rec0, rc, vec4(mean2d, conic.x, conic.y));
-    imageStore(rec1, rc, vec4(conic.z, op, power_min, uintBitsToFloat(g)));
+    imageStore(rec0, rc, vec4(mean2d, lq.x, lq.y));
+    imageStore(rec1, rc, vec4(lq.z, log2(op), op, uintBitsToFloat(g)));
     imageStore(rec2, rc, vec4(rgb, zc));
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.

@@ -36,7 +36,8 @@ def brute_hull_edges(xy: np.ndarray) -> set[tuple[int, int]]:
             if i == j:
                 continue
             d = xy[j] - xy[i]
-            cr = [d[0] * (xy[m, 1] - xy[i, 1]) - d[1] * (xy[m, 0] - xy[i, 0]) for m in range(k) if m not in (i, j)]
+            cr = [d[0] * (xy[m, 1] - xy[i, 1]) - d[1] * (xy[m, 0] - xy[i, 0])
+                  for m in range(k) if m not in (i, j)]
             if all(c > 0 for c in cr):
                 out.add((i, j))
     return out
@@ -49,7 +50,7 @@ def test_hull_matches_brute_force():
     for r in range(len(xy)):
         h = hull[r, : int(size[r])].tolist()
         assert h[0] == h[-1], "the hull is closed"
-        edges = set(zip(h[:-1], h[1:]))
+        edges = set(zip(h[:-1], h[1:], strict=True))
         assert edges == brute_hull_edges(xy[r]), r
 
 
@@ -65,7 +66,7 @@ def brute_radius(xy, c, lines, z, delta, sigma):
     push = 2.1 / (z * z * delta * sigma)
     pushed = [(n, off - push if n @ c + off < 0 else off + push) for n, off in lines]
     dists = []
-    for (n0, o0), (n1, o1) in zip(pushed[:-1], pushed[1:]):
+    for (n0, o0), (n1, o1) in zip(pushed[:-1], pushed[1:], strict=True):
         den = n1[0] * n0[1] - n1[1] * n0[0]
         ang = math.acos(np.clip(n0 @ n1 / (np.linalg.norm(n0) * np.linalg.norm(n1)), -1, 1))
         if den != 0 and 0.1 < ang < 3.0:
@@ -171,7 +172,8 @@ def test_quirk_changes_colour_only_with_view_dependence():
 def test_gradients_flow_to_points_and_parameters():
     scene = random_convexes(8, seed=5)
     raw = {k: v.clone().requires_grad_(True) for k, v in scene.raw().items()}
-    s = ConvexScene.from_raw(raw["points"], raw["log_deltas"], raw["log_sigmas"], raw["opacity_logits"], raw["sh"])
+    s = ConvexScene.from_raw(raw["points"], raw["log_deltas"], raw["log_sigmas"], raw["opacity_logits"],
+                             raw["sh"])
     frame = get_renderer("torch").render(s, orbit_camera(width=24, height=20))
     frame.rgb.sum().backward()
     for k, v in raw.items():

@@ -28,7 +28,7 @@ from ..types import Camera, Frame, FrameStats, RenderSettings
 from .binning import PAIR_TEX_W, PAIRS_PER_CHUNK, TileBinning  # noqa: F401 - re-exported names
 from .context import check_error, debug_enabled, is_software
 from .shaders import compute_shader
-from .sort import GROUP, Scratch, groups, set_uniforms
+from .sort import GROUP, Scratch, groups, set_uniforms, subgroup_size
 
 TILE = 16
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
@@ -107,6 +107,7 @@ class GaussianPipeline:
         self.blend_tile = blend_tile
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
+        self.batch = subgroup_size(ctx)
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
@@ -252,7 +253,7 @@ class GaussianPipeline:
                 n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
-                defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt}
+                defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch}
                 cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)

@@ -113,3 +113,40 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
         ctx.memory_barrier()
         src, dst = dst, src
     return src
+
+
+_SUBGROUP_SRC = """#version 430
+#extension GL_ARB_gpu_shader_int64 : require
+#extension GL_ARB_shader_ballot : require
+layout(local_size_x = 1) in;
+layout(std430, binding = 0) writeonly buffer Out { uint size; };
+void main() { size = gl_SubGroupSizeARB; }
+"""
+
+
+def subgroup_size(ctx) -> int:
+    """gl_SubGroupSizeARB of this context (ARB_shader_ballot), or 0 when the extension is missing.
+
+    llvmpipe reports its SIMD width (8 with AVX2, 4 with SSE only); the software blend's batch
+    broadcasts need it as a compile-time constant. Cached on the context object.
+    """
+    cached = getattr(ctx, "_radview_subgroup", None)
+    if cached is not None:
+        return cached
+    size = 0
+    if {"GL_ARB_shader_ballot", "GL_ARB_gpu_shader_int64"} <= set(ctx.extensions):
+        try:
+            prog = ctx.compute_shader(_SUBGROUP_SRC)
+            buf = ctx.buffer(reserve=16)
+            buf.bind_to_storage_buffer(0)
+            prog.run(1)
+            size = int(np.frombuffer(buf.read(4), dtype=np.uint32)[0])
+            buf.release()
+            prog.release()
+        except Exception:  # noqa: BLE001 - no usable extension: callers fall back
+            size = 0
+    try:
+        ctx._radview_subgroup = size
+    except AttributeError:
+        pass
+    return size

@@ -44,7 +44,8 @@ class ConvexProjection:
 
 def _cross(o: Tensor, a: Tensor, b: Tensor) -> Tensor:
     """[..., 2] x3 -> [...]: (a - o) x (b - o); positive for a counter-clockwise turn in (x, y)."""
-    return (a[..., 0] - o[..., 0]) * (b[..., 1] - o[..., 1]) - (a[..., 1] - o[..., 1]) * (b[..., 0] - o[..., 0])
+    ax, ay = a[..., 0] - o[..., 0], a[..., 1] - o[..., 1]
+    return ax * (b[..., 1] - o[..., 1]) - ay * (b[..., 0] - o[..., 0])
 
 
 def convex_hull_2d(xy: Tensor) -> tuple[Tensor, Tensor]:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..convex import MAX_POINTS, ConvexScene
 from ..errors import SceneLoadError
 from ..load import FormatSpec
@@ -50,14 +51,7 @@ def read(path: Path) -> ConvexScene:
     if isinstance(degree, int) and 0 <= degree < 3 and (degree + 1) ** 2 < sh.shape[1]:
         sh = sh[:, : (degree + 1) ** 2]  # bands above the active degree were never trained
     scene = ConvexScene.from_raw(pts, delta, sigma, opac, sh.contiguous())
-    ok = scene.finite_mask()
-    if not bool(ok.all()):
-        bad = int((~ok).sum())
-        if bad == n:
-            raise SceneLoadError(path, f"all {bad:,} convexes hold NaN or infinite values")
-        scene = scene.subset(ok)
-        scene.meta["dropped_nonfinite"] = bad
-    return scene
+    return drop_nonfinite(scene, path)
 
 
 def write(scene: ConvexScene, path: Path, light: bool = False, **_opts) -> dict:

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
 from ..gaussians import GaussianScene
 from ..load import FormatSpec
@@ -91,20 +92,6 @@ def _up_from_comments(comments: list[str]) -> tuple[float, float, float] | None:
                 return None
             return up if len(up) == 3 and all(np.isfinite(up)) else None
     return None
-
-
-def drop_nonfinite(scene: GaussianScene, path: Path) -> GaussianScene:
-    """Remove rows holding NaN/inf (or a zero quaternion) and record how many in meta."""
-    ok = scene.finite_mask() & (scene.quats.norm(dim=1) > 0)
-    bad = int((~ok).sum())
-    if bad == len(scene):
-        raise SceneLoadError(path, f"all {bad:,} Gaussians hold NaN or infinite values")
-    if bad:
-        scene = scene.subset(ok)
-        scene.meta["dropped_nonfinite"] = bad
-        scene.meta.setdefault("warnings", []).append(
-            f"dropped {bad:,} Gaussians with NaN or infinite values")
-    return scene
 
 
 def write(scene: GaussianScene, path: Path, **_opts) -> dict:

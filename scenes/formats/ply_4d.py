@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
-from ..gaussians4d import MODELS, Gaussian4DScene, drop_nonfinite_4d
+from ..gaussians4d import MODELS, Gaussian4DScene
 from ..load import FormatSpec
 from .ply import is_ply, parse_header, read_ply, write_ply
 
@@ -119,7 +120,7 @@ def read(path: Path) -> Gaussian4DScene:
         cols(["opacity"])[:, 0], sh.reshape(n, blocks, k, 3), time_duration=time_duration,
         prefilter_var=prefilter_var)
     scene.up = _up(header.comments)
-    return drop_nonfinite_4d(scene, path, SceneLoadError)
+    return drop_nonfinite(scene, path)
 
 
 def _up(comments: list[str]) -> tuple[float, float, float] | None:

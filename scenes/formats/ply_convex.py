@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..convex import MAX_POINTS, ConvexScene
 from ..errors import SceneLoadError
 from ..load import FormatSpec
@@ -62,14 +63,7 @@ def read(path: Path) -> ConvexScene:
     scene = ConvexScene.from_raw(torch.from_numpy(pts), torch.from_numpy(col("delta")),
                                  torch.from_numpy(col("sigma")), torch.from_numpy(col("opacity")),
                                  torch.from_numpy(sh))
-    ok = scene.finite_mask()
-    if not bool(ok.all()):
-        bad = int((~ok).sum())
-        if bad == n:
-            raise SceneLoadError(path, f"all {bad:,} convexes hold NaN or infinite values")
-        scene = scene.subset(ok)
-        scene.meta["dropped_nonfinite"] = bad
-    return scene
+    return drop_nonfinite(scene, path)
 
 
 def write(scene: ConvexScene, path: Path, **_opts) -> dict:

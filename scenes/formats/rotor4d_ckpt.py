@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
-from ..gaussians4d import Gaussian4DScene, drop_nonfinite_4d
+from ..gaussians4d import Gaussian4DScene
 from ..load import FormatSpec
 from .safe_torch import ZIP_MAGIC, load_checkpoint, pickle_bytes, tensor_field
 
@@ -82,7 +83,7 @@ def read(path: Path, time_duration: tuple[float, float] | None = None) -> Gaussi
     step = obj.get("step")
     if isinstance(step, int):
         scene.meta["step"] = step
-    return drop_nonfinite_4d(scene, path, SceneLoadError)
+    return drop_nonfinite(scene, path)
 
 
 FORMAT = FormatSpec(

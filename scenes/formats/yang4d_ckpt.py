@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
-from ..gaussians4d import Gaussian4DScene, drop_nonfinite_4d
+from ..gaussians4d import Gaussian4DScene
 from ..load import FormatSpec
 from .safe_torch import ZIP_MAGIC, load_checkpoint, pickle_bytes, tensor_field
 
@@ -100,7 +101,7 @@ def read(path: Path, time_duration: tuple[float, float] | None = None,
     env = params[17]
     if isinstance(env, torch.Tensor) and env.numel() > 0:
         scene.meta.setdefault("warnings", []).append("the checkpoint's environment map is ignored")
-    return drop_nonfinite_4d(scene, path, SceneLoadError)
+    return drop_nonfinite(scene, path)
 
 
 def _colour_blocks(path: Path, feats: torch.Tensor, sh_degree, sh_degree_t) -> torch.Tensor:
