@@ -121,10 +121,11 @@ def scene_from_arrays(path: Path, means: np.ndarray, quats: np.ndarray, scales: 
                       check: tuple[str, ...] = ("means", "scales", "opacities", "sh"), **kw):
     """A GaussianScene from activated numpy arrays, dropping rows with NaN/inf or a zero quaternion.
 
-    means [N,3], quats [N,4] (w,x,y,z; normalized here), scales [N,3] linear, opacities [N] in [0,1],
-    sh [N,K,3]. `check` names the arrays that may hold NaN/inf (decoded from floats on disk); arrays
-    decoded from integers are finite by construction and skipping them saves time on big scenes.
-    The number of dropped rows goes to meta["dropped_nonfinite"].
+    means [N,3], quats [N,4] (w,x,y,z; normalized here), scales [N,3] linear, opacities [N]
+    (clipped to [0,1]), sh [N,K,3]. `check` names the arrays that may hold NaN/inf (decoded from
+    floats on disk; "sh_dc" checks only coefficient 0); arrays decoded from integers are finite by
+    construction and skipping them saves time on big scenes. The number of dropped rows goes to
+    meta["dropped_nonfinite"] (0 included).
     """
     import torch
 
@@ -132,20 +133,25 @@ def scene_from_arrays(path: Path, means: np.ndarray, quats: np.ndarray, scales: 
 
     quats = normalize_quats(quats)
     n = len(means)
-    arrays = {"means": means, "scales": scales, "opacities": opacities, "sh": sh}
+    sh = sh.reshape(n, -1, 3)
+    arrays = {"means": means, "scales": scales, "opacities": opacities.reshape(n, 1),
+              "sh": sh.reshape(n, -1), "sh_dc": sh[:, 0]}
     ok = np.abs(quats).sum(1) > 0  # NaN or zero-length quaternions were zeroed by normalize_quats
     for name in check:
-        ok &= np.isfinite(arrays[name].reshape(n, -1)).all(1)
+        a = arrays[name]
+        for j in range(a.shape[1]):  # column by column: .all(axis=1) over a few columns is slow in numpy
+            ok &= np.isfinite(a[:, j])
     bad = int(n - ok.sum())
     meta = dict(kw.pop("meta", None) or {})
+    meta["dropped_nonfinite"] = bad
     if bad:
         if bad == n:
             raise SceneLoadError(path, f"all {n:,} splats hold NaN or infinite values")
         means, quats, scales, opacities, sh = (a[ok] for a in (means, quats, scales, opacities, sh))
-        meta["dropped_nonfinite"] = bad
         meta.setdefault("warnings", []).append(f"dropped {bad:,} splats with NaN or infinite values")
 
     def t(a: np.ndarray):
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
 
-    return GaussianScene(t(means), t(quats), t(scales), t(opacities), t(sh), meta=meta, **kw)
+    return GaussianScene(t(means), t(quats), t(scales), t(np.clip(opacities, 0.0, 1.0)), t(sh),
+                         meta=meta, **kw)

@@ -19,11 +19,11 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ..errors import SceneLoadError
 from ..gaussians import SH_C0, GaussianScene
 from ..load import FormatSpec
+from ._quant import scene_from_arrays
 from .ply import PlyHeader, is_ply, parse_header, read_ply, write_ply
 
 CHUNK = 256  # splats per chunk (splat-transform > decompress-ply.ts > CHUNK_SIZE)
@@ -42,37 +42,6 @@ LOG_SCALE_CLAMP = 20.0
 
 
 # ----------------------------------------------------------------------------- shared helpers
-
-def scene_from_arrays(path, means, quats, scales, opacities, sh, meta: dict,
-                      check_sh_rest: bool = True) -> GaussianScene:
-    """Build a GaussianScene from activated numpy arrays, dropping non-finite rows.
-
-    means [N,3], quats [N,4] wxyz (normalized here), scales [N,3] linear, opacities [N] in [0,1],
-    sh [N,K,3]. The number of rows dropped goes to meta["dropped_nonfinite"]. check_sh_rest=False
-    skips the finiteness test of coefficients 1.. (when they come from a finite lookup table).
-    """
-    n = len(means)
-    sh = sh.reshape(n, -1, 3)
-    sh_checked = sh.reshape(n, -1) if check_sh_rest else sh[:, 0]
-    finite = np.isfinite(opacities)
-    for a in (means, quats, scales, sh_checked):
-        for j in range(a.shape[1]):  # column by column: .all(axis=1) over 3 columns is slow in numpy
-            finite &= np.isfinite(a[:, j])
-    norm = np.linalg.norm(quats, axis=1)
-    finite &= norm > 0
-    dropped = int(n - finite.sum())
-    if dropped:
-        means, quats, scales, opacities, sh, norm = (a[finite] for a in (means, quats, scales, opacities,
-                                                                        sh, norm))
-    quats = quats / norm[:, None]
-
-    def t(a):
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-
-    meta = dict(meta)
-    meta["dropped_nonfinite"] = dropped
-    return GaussianScene(t(means), t(quats), t(scales), t(np.clip(opacities, 0.0, 1.0)), t(sh), meta=meta)
-
 
 def scene_arrays(scene: GaussianScene) -> tuple[dict[str, np.ndarray], int]:
     """The finite rows of `scene` as float64 numpy arrays, and how many rows were dropped.
@@ -249,7 +218,8 @@ def read(path: Path) -> GaussianScene:
             "has_chunk_color": d["has_chunk_color"], "comments": d["comments"]}
     with np.errstate(over="ignore"):
         scales = np.exp(d["log_scales"])
-    return scene_from_arrays(path, d["means"], d["quats"], scales, d["alpha"], sh, meta, check_sh_rest=False)
+    return scene_from_arrays(path, d["means"], d["quats"], scales, d["alpha"], sh,
+                             check=("means", "scales", "opacities", "sh_dc"), meta=meta)
 
 
 # ----------------------------------------------------------------------------- writing

@@ -32,12 +32,12 @@ from PIL import Image
 from ..errors import SceneLoadError
 from ..gaussians import GaussianScene
 from ..load import FormatSpec
+from ._quant import scene_from_arrays
 from .compressed_ply import (
     morton_order,
     pack_smallest_three,
     quat_angle_error,
     scene_arrays,
-    scene_from_arrays,
     unpack_smallest_three,
 )
 
@@ -346,7 +346,7 @@ def read(path: Path) -> GaussianScene:
         meta["bad_quat_tags"] = d["bad_quat_tags"]
     with np.errstate(over="ignore"):
         scales = np.exp(d["log_scales"])
-    return scene_from_arrays(path, d["means"], d["quats"], scales, d["opacities"], sh, meta)
+    return scene_from_arrays(path, d["means"], d["quats"], scales, d["opacities"], sh, meta=meta)
 
 
 # ----------------------------------------------------------------------------- quantizers
