@@ -22,7 +22,7 @@ from .workers import LoadWorker, scene_memory_bytes, scene_up
 
 BACKENDS = ("gl", "torch")
 DEFAULT_FPS = 30.0  # timeline frame rate of a 4D scene that names none (flipbooks carry their own)
-MODES = ("rgb", "depth", "alpha", "ellipsoids", "points")
+MODES = ("rgb", "depth", "alpha", "ellipsoids", "normals", "points")
 
 
 class Session(QObject):

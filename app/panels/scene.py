@@ -22,7 +22,7 @@ from ..messages import SceneLoaded
 from ..session import BACKENDS, MODES, Session, describe_scene
 
 MODE_LABELS = {"rgb": "Colour", "depth": "Depth", "alpha": "Alpha", "ellipsoids": "Ellipsoids",
-               "points": "Points"}
+               "normals": "Normals", "points": "Points"}
 INFO_ROWS = ("File", "Format", "Kind", "Model", "Primitives", "Time range", "Frames", "SH degree",
              "Points per convex", "Grid", "Colour", "Bounds min", "Bounds max", "Memory", "Load time",
              "Up")  # the keys of session.describe_scene
