@@ -132,8 +132,11 @@ def _make_renderer(name: str):
     from . import get_renderer
 
     if name == "gl":
-        return get_renderer("gl", timing="wall")
-    return get_renderer(name)
+        # "auto": GL timer queries per stage on a GPU, synchronised wall clock on llvmpipe.
+        return get_renderer("gl", timing="auto")
+    import torch
+
+    return get_renderer(name, device="cuda" if torch.cuda.is_available() else "cpu")
 
 
 def run_bench(config: BenchConfig, progress=None) -> dict:
@@ -172,7 +175,10 @@ def run_bench(config: BenchConfig, progress=None) -> dict:
                 continue
             say(f"{label} ({len(scene)} Gaussians) {W}x{H} on {name}: {config.warmup} warm-up + "
                 f"{config.frames} timed frames")
-            m = measure(r, scene, camera, config.settings, config.frames, config.warmup)
+            # The torch backend on CUDA gets the scene on its device once, as a viewer would hold it.
+            dev = getattr(r, "device", None)
+            m = measure(r, scene.to(dev) if dev is not None else scene, camera, config.settings,
+                        config.frames, config.warmup)
             rows.append({"scene": label, "n": len(scene), "backend": name, "resolution": [W, H], **m})
         for row in rows:  # > 1: this backend is that many times faster than the other
             row["speedup_vs"] = {o["backend"]: o["median_ms"] / row["median_ms"]

@@ -12,11 +12,11 @@
 // pair count against the projection's.
 // Bindings (std430): 0 sorted_keys uint[], 1 sorted_vals uint[], 2 rects uvec2[N],
 //   4 hist uint[num_tiles * num_chunks]; image 0: pair ids (r32ui, PAIR_TEX_W wide).
-// Defines: PASS. References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
+// Defines: PASS, BIN_GROUP (local size). References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
 // rasterizer_impl.cu do the same with a 64-bit key sort); twin: renderer/torch_backend/tiles.py.
 #include "gs_common.glsl"
 
-layout(local_size_x = 64) in;
+layout(local_size_x = BIN_GROUP) in;
 
 layout(std430, binding = 0) readonly buffer SortedKeys { uint sorted_keys[]; };
 layout(std430, binding = 1) readonly buffer SortedVals { uint sorted_vals[]; };
@@ -41,17 +41,22 @@ void main() {
         if (sorted_keys[s] == INVALID_KEY) break;
         uint g = sorted_vals[s];
         uvec4 r = unpack_rect(rects[g]);
-        for (uint ty = r.y; ty < r.w; ++ty) {
-            for (uint tx = r.x; tx < r.z; ++tx) {
-                uint slot = (ty * tiles_x + tx) * num_chunks + c;
+        // One flat loop over the rectangle's tiles, row by row: llvmpipe's iteration cap counts
+        // every loop iteration, so no separate row loop (and no integer division per tile).
+        uint count = (r.z - r.x) * (r.w - r.y);
+        uint tx = r.x, row = r.y * tiles_x;
+        for (uint i = 0u; i < count; ++i) {
+            uint slot = (row + tx) * num_chunks + c;
 #if PASS == 0
-                hist[slot] += 1u;
+            hist[slot] += 1u;
 #else
-                uint pos = hist[slot];
-                hist[slot] = pos + 1u;
-                imageStore(pair_ids, pair_coord(pos), uvec4(g));
+            uint pos = hist[slot];
+            hist[slot] = pos + 1u;
+            imageStore(pair_ids, pair_coord(pos), uvec4(g));
 #endif
-            }
+            bool wrap = tx + 1u == r.z;
+            tx = wrap ? r.x : tx + 1u;
+            row = wrap ? row + tiles_x : row;
         }
     }
 }

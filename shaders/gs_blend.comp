@@ -16,13 +16,16 @@
 // Limit: llvmpipe ends an invocation after 65535 loop iterations; one iteration here is a batch,
 //   so a tile may hold up to ~65535 * BATCH pairs.
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
-//   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe).
+//   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
+//   colour-mapped, 2 alpha).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
+#if BATCH > 1
 #extension GL_ARB_gpu_shader_int64 : require
 #extension GL_ARB_shader_ballot : require
 #extension GL_ARB_shader_group_vote : require
+#endif
 #include "gs_common.glsl"
 #include "colormap.glsl"
 
@@ -42,7 +45,6 @@ uniform ivec2 image_size;
 uniform uint tiles_x;
 uniform uint num_chunks;
 uniform vec3 background;
-uniform int mode;           // 0 rgb, 1 depth (colour-mapped), 2 alpha
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 
 const float MAX_ALPHA = 0.99;
@@ -63,8 +65,9 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
     for (int k = 0; k < PPT; ++k) {
         float dy = dy0 - float(k);
         float p = A + dy * (B + q.z * dy);
-        // alpha >= 1/255 and the Gaussian's exponent <= 0 (as the twin's power <= 0 test).
-        bool in_ = p >= LOG2_ALPHA_MIN && p <= lo;
+        // alpha >= 1/255. No "power > 0" test: the quadratic form is positive definite, so only
+        // rounding next to the mean could make p exceed lo, and the twin never skips there.
+        bool in_ = p >= LOG2_ALPHA_MIN;
         float a = in_ ? min(MAX_ALPHA, exp2(p)) : 0.0;
         float t = T[k];
         float nt = t - t * a;
@@ -91,25 +94,44 @@ void main() {
     }
     float fx = float(px) + 0.5;
     float fy = float(py0) + 0.5;
-    uint lane = gl_SubGroupInvocationARB;
     bool live = true;
+#if BATCH > 1
+    uint lane = gl_SubGroupInvocationARB;
     for (uint base = start; base < end && anyInvocationARB(live); base += uint(BATCH)) {
         uint p = base + lane;
-        bool valid = p < end;
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, end - 1u)), 0).r);
         vec4 r0 = texelFetch(rec0, pc, 0);
         vec4 r1 = texelFetch(rec1, pc, 0);
         vec4 r2 = texelFetch(rec2, pc, 0);
-        r1.y = valid ? r1.y : -1e30;   // past the tile's end: log2(opacity) that fails every test
-        for (int j = 0; j < BATCH; ++j) {
-            vec4 a0 = readInvocationARB(r0, j);
-            vec4 a1 = readInvocationARB(r1, j);
-            vec4 a2 = readInvocationARB(r2, j);
-            blend_one(a0.x - fx, a0.y - fy, vec3(a0.z, a0.w, a1.x), a1.y, a2);
-        }
+        float lo = p < end ? r1.y : -1e30;   // past the tile's end: a log2(opacity) that fails every test
+        // Unrolled by hand: llvmpipe keeps a loop over j (dynamic lane index: several times slower).
+#define PAIR(j) blend_one(readInvocationARB(r0.x, j) - fx, readInvocationARB(r0.y, j) - fy, \
+                          vec3(readInvocationARB(r0.z, j), readInvocationARB(r0.w, j), readInvocationARB(r1.x, j)), \
+                          readInvocationARB(lo, j), \
+                          vec4(readInvocationARB(r2.x, j), readInvocationARB(r2.y, j), readInvocationARB(r2.z, j), \
+                               readInvocationARB(r2.w, j)));
+        PAIR(0) PAIR(1) PAIR(2) PAIR(3)
+#if BATCH > 4
+        PAIR(4) PAIR(5) PAIR(6) PAIR(7)
+#endif
+#if BATCH > 8
+        PAIR(8) PAIR(9) PAIR(10) PAIR(11) PAIR(12) PAIR(13) PAIR(14) PAIR(15)
+#endif
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }
+#else
+    // No subgroup broadcasts (BATCH 1): every lane fetches the same pair's record.
+    for (uint p = start; p < end && live; ++p) {
+        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
+        vec4 r0 = texelFetch(rec0, pc, 0);
+        vec4 r1 = texelFetch(rec1, pc, 0);
+        vec4 r2 = texelFetch(rec2, pc, 0);
+        blend_one(r0.x - fx, r0.y - fy, vec3(r0.zw, r1.x), r1.y, r2);
+        live = false;
+        for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
+    }
+#endif
     if (blended > 0u) atomicAdd(counters[1], blended);
 
     for (int k = 0; k < PPT; ++k) {
@@ -119,10 +141,10 @@ void main() {
         float a = 1.0 - tk;
         float depth = a > DEPTH_EPS ? D[k] / a : 0.0;
         vec3 rgb;
-        if (mode == 1) {
+        if (MODE == 1) {  // MODE is a define: llvmpipe would run every branch of a uniform `if`
             float t = 1.0 - (depth - depth_range.x) / max(depth_range.y - depth_range.x, 1e-9);
             rgb = turbo(t) * a + background * (1.0 - a);
-        } else if (mode == 2) {
+        } else if (MODE == 2) {
             rgb = vec3(a) + background * (1.0 - a);
         } else {
             rgb = C[k] + tk * background;

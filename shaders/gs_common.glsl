@@ -4,9 +4,11 @@
 //
 // Projected record of Gaussian g, in three RGBA32F textures at texel pair_coord(g) (the blend
 // reads them with texelFetch through the per-pair Gaussian ids that binning writes):
-//   rec0 = (mean2d.x, mean2d.y, conic.a, conic.b)      conic = inverse dilated 2D covariance
-//   rec1 = (conic.c, opacity, power_min, id bits)      opacity includes the mip compensation;
-//                                                      power_min = ln(1 / (255 opacity));
+//   rec0 = (mean2d.x, mean2d.y, q.x, q.y)              q = log2(e) * (-conic.a / 2, -conic.b,
+//   rec1 = (q.z, log2(opacity), opacity, id bits)           -conic.c / 2), conic = inverse dilated
+//                                                      2D covariance: log2(alpha) = log2(opacity)
+//                                                      + q.x dx^2 + q.y dx dy + q.z dy^2;
+//                                                      opacity includes the mip compensation;
 //                                                      id = uintBitsToFloat(g), for debugging/tests
 //   rec2 = (r, g, b, view-space depth)
 const uint TILE = 16u;

@@ -11,7 +11,7 @@
 //   5 vals  uint[N]   out: Gaussian index
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
-//   HAS_COVARS.
+//   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory).
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
 #include "gs_common.glsl"
@@ -51,9 +51,8 @@ void cull(uint g) {
     rects[g] = uvec2(0u);
 }
 
-void main() {
-    uint g = gl_GlobalInvocationID.x;
-    if (g >= n) return;
+// Projects Gaussian g; vis = 1 when it passes the twin's culling, pairs = its tile pairs.
+void project(uint g, inout uint vis, inout uint pairs) {
     vec4 g0 = geom[3u * g];
     vec4 g1 = geom[3u * g + 1u];
     vec4 g2 = geom[3u * g + 2u];
@@ -119,7 +118,7 @@ void main() {
 
     float op = opacity;
     if (mip != 0) op *= sqrt(max(det_orig / det, MIP_MIN_RATIO));
-    atomicAdd(counters[0], 1u);  // visible: passed the twin's culling (even if it blends nowhere)
+    vis = 1u;  // visible: passed the twin's culling (even if it blends nowhere)
 
 #if BLEND_TILE == 8
     // Blend tiles of 8x8 px inside the 16 px rectangle, kept only where they can reach a pixel
@@ -157,7 +156,33 @@ void main() {
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
     uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);
-    if (touched > 0u) atomicAdd(counters[2], touched);
+    pairs = touched;
     keys[g] = floatBitsToUint(zc);
     vals[g] = g;
+}
+
+#ifdef GROUP_ATOMICS
+shared uint group_vis, group_pairs;
+#endif
+
+void main() {
+    uint g = gl_GlobalInvocationID.x;
+    uint vis = 0u, pairs = 0u;
+    if (g < n) project(g, vis, pairs);
+#ifdef GROUP_ATOMICS
+    // GPUs: one global atomic per work group. A million same-address atomics (one per Gaussian)
+    // serialise; llvmpipe, where a barrier costs more than its atomics, adds per invocation.
+    if (gl_LocalInvocationIndex == 0u) { group_vis = 0u; group_pairs = 0u; }
+    barrier();
+    if (vis > 0u) atomicAdd(group_vis, vis);
+    if (pairs > 0u) atomicAdd(group_pairs, pairs);
+    barrier();
+    if (gl_LocalInvocationIndex == 0u) {
+        if (group_vis > 0u) atomicAdd(counters[0], group_vis);
+        if (group_pairs > 0u) atomicAdd(counters[2], group_pairs);
+    }
+#else
+    if (vis > 0u) atomicAdd(counters[0], vis);
+    if (pairs > 0u) atomicAdd(counters[2], pairs);
+#endif
 }

@@ -189,7 +189,7 @@ def test_supports_and_errors(gl, scene):
     assert gl.supports(scene)
     assert not gl.supports(object())
     with pytest.raises(ValueError, match="mode"):
-        gl.render(scene, _camera("outside"), RenderSettings(mode="normals"))
+        gl.render(scene, _camera("outside"), RenderSettings(mode="albedo"))
 
 
 def test_no_context_raises_clear_error(monkeypatch):
@@ -239,3 +239,17 @@ def test_gl_timer_queries_fill_stats(gl_ctx, scene):
     r.render(scene, _camera("inside"), RenderSettings())
     assert r.resource_stats() == before  # queries are pooled, not made per frame
     r.release()
+
+
+@pytest.mark.parametrize("cam", ["outside", "inside"])
+def test_gpu_paths_parity_with_torch(gl_ctx, torch_r, scene, cam):
+    """The GPU choices (hardware blend on 16 px tiles, parallel bins, grouped atomics) vs the twin."""
+    from renderer.gl_backend.gaussians import GaussianPipeline
+
+    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=16, blend="hardware", bin_method="parallel")
+    p.software = False
+    s = RenderSettings(antialias="mip", background=(0.1, 0.2, 0.3))
+    a, b = p.render(scene, _camera(cam), s), torch_r.render(scene, _camera(cam), s)
+    p.release()
+    _compare(f"gl_gpu_paths_{cam}", a, b)
+    assert a.stats.counters["visible"] == b.stats.counters["visible"]

@@ -15,6 +15,7 @@ from .context import GLStageError, check_error, create_context, gl_available
 from .shaders import ShaderCompileError
 
 _KINDS = ("gaussians", "gaussians4d", "voxels", "convex")
+_MARKER_MODES = ("points", "ellipsoids", "normals")  # = markers.MARKER_MODES (markers.py loads lazily)
 
 
 class GLRenderer:
@@ -25,14 +26,15 @@ class GLRenderer:
             moderngl.create_context()), or None to make a standalone EGL context.
         sort: "auto" | "gpu" | "cpu": where the Gaussians' depth sort runs (see gaussians.py).
         timing: StageTimer mode for FrameStats.stages_ms: "auto" | "wall" | "gl" | "off".
-        blend_tile: 8 (default, fewer pixel tests) or 16 (bins exactly as the torch twin).
+        blend_tile: None (default: 8 px tiles on llvmpipe, fewer pixel tests; 16 on GPUs, faster
+            there) or 8 or 16 (16 bins exactly as the torch twin).
     Raises:
         RuntimeError: when no OpenGL 4.3 context can be made (the message says why).
     """
 
     name = "gl"
 
-    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto", blend_tile: int = 8):
+    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto", blend_tile: int | None = None):
         self.owns_ctx = ctx is None
         self.ctx = create_context() if ctx is None else ctx
         if self.ctx.version_code < 430:
@@ -44,6 +46,7 @@ class GLRenderer:
         self._voxels_mod = None
         self._convex = None
         self._slicer = None
+        self._markers = None
 
     @property
     def gaussians(self):
@@ -64,6 +67,15 @@ class GLRenderer:
             self._convex = ConvexPipeline(self.ctx, sort=self._sort, timing=self._timing,
                                           blend_tile=self._blend_tile)
         return self._convex
+
+    @property
+    def markers(self):
+        """The "points" / "ellipsoids" / "normals" pipeline (markers.py, made on first use)."""
+        if self._markers is None:
+            from .markers import MarkerPipeline
+
+            self._markers = MarkerPipeline(self.ctx, timing=self._timing)
+        return self._markers
 
     @property
     def slicer(self):
@@ -115,7 +127,10 @@ class GLRenderer:
             return self._voxels().render_voxels(self.ctx, scene, camera, settings, readback=True)
         if scene.kind == "convex":
             return self.convex.render(scene, camera, settings)
-        frame = self.gaussians.render(scene, camera, settings)
+        if settings.mode in _MARKER_MODES:  # z-buffered markers on the splatting pipeline's scene buffers
+            frame = self.markers.render(scene, camera, settings, self.gaussians._scene_buffers)
+        else:
+            frame = self.gaussians.render(scene, camera, settings)
         self._add_slice_stats(frame.stats, scene)
         return frame
 
@@ -136,6 +151,9 @@ class GLRenderer:
         if scene.kind == "convex":
             tex, _, stats, _ = self.convex.draw(scene, camera, settings, readback=False)
             return tex, stats
+        if settings.mode in _MARKER_MODES:
+            tex, _, stats, _ = self.markers.draw(scene, camera, settings, self.gaussians._scene_buffers)
+            return tex, self._add_slice_stats(stats, scene)
         tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False)
         return tex, self._add_slice_stats(stats, scene)
 
@@ -153,6 +171,9 @@ class GLRenderer:
         if self._convex is not None:
             extra = self._convex.resource_stats()
             out = {k: out[k] + extra[k] for k in ("objects", "bytes")}
+        if self._markers is not None:
+            extra = self._markers.resource_stats()
+            out = {k: out[k] + extra[k] for k in ("objects", "bytes")}
         return out
 
     def release(self) -> None:
@@ -166,6 +187,9 @@ class GLRenderer:
         if self._slicer is not None:
             self._slicer.release()
             self._slicer = None
+        if self._markers is not None:
+            self._markers.release()
+            self._markers = None
         if self.owns_ctx and self.ctx is not None:
             from .shaders import forget_context
 

@@ -7,7 +7,9 @@ A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.gls
 and counts into counters[0] the primitives with a valid key and into counters[2] the
 (tile, primitive) pairs their rectangles cover. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
-    bin   [bin.comp, scan.comp]    the depth-sorted primitives bucketed stably into per-tile lists:
+    bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: serial chunk walks on CPU
+                                   rasterizers, per-primitive atomics and a per-tile sort on GPUs)
+                                   the depth-sorted primitives bucketed stably into per-tile lists:
                                    tile t's pairs are hist[t * chunks - 1] .. hist[(t+1) * chunks - 1]
                                    (start 0 for t = 0) and their primitive ids sit in an R32UI
                                    texture (pair_coord(p), PAIR_TEX_W wide) that blends texelFetch.
@@ -21,16 +23,26 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .context import is_software
 from .shaders import compute_shader
-from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+from .sort import GROUP, Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 # Binning chunks: one invocation walks a chunk of depth-sorted primitives serially. llvmpipe ends
 # any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
-# chunks are sized for PAIRS_PER_CHUNK pairs on average (a 16x margin), and the binned pair count
-# is checked against the projection's count.
-PAIRS_PER_CHUNK = 4096
+# chunks are sized for PAIRS_PER_CHUNK pairs on average (bin.comp walks one iteration per pair
+# plus one per primitive; 8192 measured 20% faster than 4096 at 300k Gaussians, 16384 overran
+# the cap in the bench scene: depth-sorted chunks are unbalanced), and the binned pair count is
+# checked against the projection's: on a mismatch the frame is binned again with twice the
+# chunks, and later frames start from the chunk count that worked.
+PAIRS_PER_CHUNK = 8192
 SORT_MODES = ("gpu", "cpu")
+# Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: few long invocations, the
+# fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile atomic counters
+# and a per-tile sort by depth rank (bin_par.comp: the fast choice on GPUs, where the serial walks
+# took about half of a frame). "auto" picks by is_software(ctx). Both give the same bins.
+BIN_METHODS = ("auto", "chunks", "parallel")
+SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 
 
 def nearest_texture(ctx, size: tuple[int, int], components: int, dtype: str = "f4"):
@@ -57,15 +69,21 @@ class TileBinning:
         ctx: moderngl context
         scratch: the owning pipeline's Scratch (keys, rects and counters live there too)
         sort: "gpu" (radix.comp) or "cpu" (numpy argsort of the read-back keys)
+        method: "auto" | "chunks" | "parallel" (see BIN_METHODS)
     """
 
-    def __init__(self, ctx, scratch: Scratch, sort: str = "gpu"):
+    def __init__(self, ctx, scratch: Scratch, sort: str = "gpu", method: str = "auto"):
         if sort not in SORT_MODES:
             raise ValueError(f"sort must be 'gpu' or 'cpu', got {sort!r}")
+        if method not in BIN_METHODS:
+            raise ValueError(f"method must be one of {BIN_METHODS}, got {method!r}")
         self.ctx = ctx
+        self.method = ("chunks" if is_software(ctx) else "parallel") if method == "auto" else method
         self.scratch = scratch
         self.sort_mode = sort
         self.pair_ids = None  # R32UI texture, grown by 1.5x
+        self.chunk_scale = 1  # chunks per PAIRS_PER_CHUNK pairs, doubled when a walk overran the cap
+        self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
 
     # ---- buffers the projection fills --------------------------------------------------------
     def projection_buffers(self, n: int) -> tuple:
@@ -104,13 +122,16 @@ class TileBinning:
         """
         if n_vis <= 0 or expect_pairs <= 0:
             return self.empty(num_tiles)
-        chunks = min(n_vis, max(1, -(-expect_pairs // PAIRS_PER_CHUNK)))
-        for _attempt in range(4):
+        if self.method == "parallel":
+            return self._bin_parallel(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
+        chunks = min(n_vis, max(1, -(-expect_pairs * self.chunk_scale // PAIRS_PER_CHUNK)))
+        for _attempt in range(6):
             chunks, hist, n_pairs = self._bin_pass(keys, vals, rects, n_vis, chunks, num_tiles, tiles_x,
                                                    expect_pairs)
             if n_pairs == expect_pairs:
                 return Bins(hist, chunks, n_pairs, num_tiles)
-            chunks = min(n_vis, chunks * 8)  # a chunk overran the loop cap: split more
+            chunks = min(n_vis, chunks * 2)  # a chunk overran the loop cap: split more
+            self.chunk_scale = min(self.chunk_scale * 2, 64)
         raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
 
     def empty(self, num_tiles: int) -> Bins:
@@ -130,7 +151,7 @@ class TileBinning:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 0})
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": GROUP})
         set_uniforms(cs, **uni)
         cs.run(groups(chunks))
         ctx.memory_barrier()
@@ -142,11 +163,42 @@ class TileBinning:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 1})
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 1, "BIN_GROUP": GROUP})
         set_uniforms(cs, **uni)
         cs.run(groups(chunks))
         ctx.memory_barrier()
         return chunks, hist, n_pairs
+
+    def _bin_parallel(self, keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x) -> Bins:
+        """bin_par.comp: count, scan, scatter, per-tile sort by depth rank."""
+        ctx = self.ctx
+        hist = self.scratch.get("bin_hist", 4 * num_tiles)
+        hist.clear(size=4 * num_tiles)
+        ranks = self.scratch.get("bin_ranks", 4 * expect_pairs)
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):
+            b.bind_to_storage_buffer(i)
+        uni = dict(n_visible=n_vis, tiles_x=tiles_x)
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128})
+        set_uniforms(cs, **uni)
+        cs.run(groups(n_vis, 128))
+        ctx.memory_barrier()
+        exclusive_scan(ctx, self.scratch, hist, num_tiles)
+        n_pairs = scan_total(self.scratch, num_tiles)
+        if n_pairs != expect_pairs:
+            raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
+        pair_ids = self.pair_texture(n_pairs)
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):
+            b.bind_to_storage_buffer(i)
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128})
+        set_uniforms(cs, **uni)
+        cs.run(groups(n_vis, 128))
+        ctx.memory_barrier()
+        pair_ids.bind_to_image(0, read=False, write=True)
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 2, "GROUP": 256, "SORT_CAP": self.sort_cap})
+        set_uniforms(cs, **uni)
+        cs.run(num_tiles)
+        ctx.memory_barrier()
+        return Bins(hist, 1, n_pairs, num_tiles)
 
     # ---- inspection and resources ------------------------------------------------------------
     def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:

@@ -4,9 +4,12 @@ Stages (shaders/ in brackets):
     project  [gs_project.comp]  one invocation per Gaussian: EWA projection, culling, radius, tile
                                 rectangle, SH colour, sort key (view z bits; culled -> 0xFFFFFFFF)
     sort     [radix.comp, scan.comp]  stable radix sort of (key, index), or numpy on the CPU
-    bin      [bin.comp, scan.comp]    depth-sorted Gaussians bucketed stably into tiles; each pair's
+    bin      [bin.comp or, on GPUs, bin_par.comp; scan.comp]  depth-sorted Gaussians bucketed
+                                stably into tiles (binning.py); each pair's
                                 Gaussian id goes into an R32UI texture (records: RGBA32F textures)
-    blend    [gs_blend.comp]    one work group per 16x16 tile, front to back, into an RGBA32F image
+    blend    [gs_blend.comp on CPU rasterizers: SIMD lanes share each pair's record by subgroup
+              broadcasts; gs_blend_hw.comp on GPUs: a pixel per invocation, shared-memory batches]
+                                one work group per tile, front to back, into an RGBA32F image
     readback                    (render only) the image and depth to torch tensors
 
 Same forward model as renderer/torch_backend (project.py, tiles.py, rasterize.py, gaussians.py).
@@ -92,26 +95,41 @@ class GaussianPipeline:
     (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
     blend_tile: 16 bins exactly as the twin (16 px tiles); 8 bins into 8 px sub-tiles that the
     Gaussian can reach with alpha >= 1/255 (same image, fewer pixel tests; tile_pairs then
-    counts 8 px tiles). pixels_per_thread: pixels one blend invocation shades.
+    counts 8 px tiles); None picks per platform (8 on CPU rasterizers, 16 on GPUs).
+    pixels_per_thread: pixels one software-blend invocation shades. bin_method: "auto" | "chunks"
+    | "parallel" (binning.TileBinning). blend: "auto" | "software" (gs_blend.comp) | "hardware"
+    (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image.
     """
 
-    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", blend_tile: int = 8,
-                 pixels_per_thread: int = 8):
+    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", blend_tile: int | None = 8,
+                 pixels_per_thread: int = 8, bin_method: str = "auto", blend: str = "auto"):
         if sort not in ("auto", "gpu", "cpu"):
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
+        if blend not in ("auto", "software", "hardware"):
+            raise ValueError(f"blend must be 'auto', 'software' or 'hardware', got {blend!r}")
         self.ctx = ctx
         self.sort = "gpu" if sort == "auto" else sort
         self.timing = timing
+        if blend_tile is None:
+            # Measured on an H200 (1M Gaussians, 1920x1080): the GPU blend is ~4x faster on 16 px
+            # tiles (256 invocations a group) than on 8 px ones; llvmpipe prefers 8 (fewer tests).
+            blend_tile = 8 if is_software(ctx) else 16
         if blend_tile not in (8, 16) or blend_tile % pixels_per_thread:
             raise ValueError("blend_tile must be 8 or 16, and a multiple of pixels_per_thread")
         self.blend_tile = blend_tile
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
-        self.batch = subgroup_size(ctx)
+        # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
+        # gs_blend.comp (8-wide SIMD lanes, subgroup broadcasts, PPT pixels per invocation) and bin
+        # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
+        # memory batches) and bin in parallel (bin_par.comp).
+        self.blend = ("software" if self.software else "hardware") if blend == "auto" else blend
+        # Software blend: pairs per subgroup broadcast batch (gs_blend.comp); 1 = no broadcasts.
+        self.batch = subgroup_size(ctx) if subgroup_size(ctx) in (4, 8, 16) else 1
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
-        self.binning = TileBinning(ctx, self.scratch, self.sort)
+        self.binning = TileBinning(ctx, self.scratch, self.sort, bin_method)
         self.textures: dict[str, object] = {}
         self.queries: dict = {}
 
@@ -214,7 +232,8 @@ class GaussianPipeline:
                     recs = self._record_textures(n)
                     for i, t in enumerate(recs):
                         t.bind_to_image(i, read=False, write=True)
-                    defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {})}
+                    defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {}),
+                            **({} if self.software else {"GROUP_ATOMICS": 1})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
@@ -253,8 +272,13 @@ class GaussianPipeline:
                 n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
-                defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch}
-                cs = compute_shader(ctx, "gs_blend.comp", defs)
+                if self.blend == "hardware":
+                    defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
+                    cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
+                else:
+                    defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
+                            "MODE": MODES[settings.mode]}
+                    cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
                 for i, t in enumerate([pair_ids, *recs]):
@@ -267,7 +291,7 @@ class GaussianPipeline:
                                                                            camera.near)
                 set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, rec2=3, image_size=(W, H), tiles_x=tiles_x,
                              num_chunks=chunks, background=tuple(float(c) for c in settings.background),
-                             mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
+                             depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
                 ctx.memory_barrier()
             checkpoint("blend")

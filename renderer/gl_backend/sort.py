@@ -1,13 +1,15 @@
 """GPU primitives shared by the splat pipelines: exclusive scan and a stable radix sort of uint pairs.
 
 Both work on chunks that one invocation walks serially (see shaders/radix.comp, scan.comp): few,
-long invocations suit CPU rasterizers (llvmpipe) and still run on real GPUs.
+long invocations suit CPU rasterizers (llvmpipe) and still run on real GPUs; on GPUs the scan's
+block sums are scanned by one work group (scan_par.comp) instead of one invocation.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .context import is_software
 from .shaders import compute_shader
 
 GROUP = 64  # local_size_x of radix.comp, scan.comp, bin.comp
@@ -67,9 +69,16 @@ def exclusive_scan(ctx, scratch: Scratch, data, m: int) -> None:
     data.bind_to_storage_buffer(0)
     partial.bind_to_storage_buffer(1)
     for mode in (0, 1, 2):
-        cs = compute_shader(ctx, "scan.comp", {"MODE": mode})
-        set_uniforms(cs, m=m, block_size=SCAN_BLOCK, num_blocks=nb)
-        cs.run(1 if mode == 1 else groups(nb))
+        if mode == 1 and nb > 64 and not is_software(ctx):
+            # GPUs: one work group scans the block sums (scan.comp's MODE 1 is one invocation,
+            # milliseconds for the radix sort's ~n/256 blocks); llvmpipe keeps the serial walk.
+            cs = compute_shader(ctx, "scan_par.comp", {"GROUP": 1024})
+            set_uniforms(cs, num_blocks=nb)
+            cs.run(1)
+        else:
+            cs = compute_shader(ctx, "scan.comp", {"MODE": mode})
+            set_uniforms(cs, m=m, block_size=SCAN_BLOCK, num_blocks=nb)
+            cs.run(1 if mode == 1 else groups(nb))
         ctx.memory_barrier()
 
 
