@@ -244,3 +244,25 @@ def test_chunk_walk_overrunning_the_loop_cap_is_rebinned(gl_ctx, monkeypatch):
     assert st["ids"].size > 70_000 and p.binning.chunk_scale > 1
     assert p._last["bins"].chunks > 1
     p.release()
+
+
+def test_dense_frames_switch_binning_or_fail_clearly(gl_ctx):
+    """A (tile, chunk) histogram larger than a storage buffer may hold (which crashed Mesa) makes
+    the frame bin with the parallel method; more pairs than any method can hold raise."""
+    scene = random_gaussians(60, seed=25, log_scale=-4.0)  # few pairs over many tiles
+    cam = orbit_camera(width=400, height=300)
+    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=8, bin_method="chunks")
+    want = p.render(scene, cam, RenderSettings())
+    n_pairs = int(want.stats.counters["tile_pairs"])
+    num_tiles = (400 // 8) * (300 // 8 + 1)
+    assert 0 < n_pairs < num_tiles
+    calls = []
+    real = p.binning._bin_parallel
+    p.binning._bin_parallel = lambda *a: calls.append(1) or real(*a)
+    p.binning.max_words = n_pairs  # the pairs fit in a buffer, the (tile, chunk) histogram does not
+    got = p.render(scene, cam, RenderSettings())
+    assert calls and torch.equal(got.rgb, want.rgb)
+    p.binning.max_pairs = n_pairs - 1
+    with pytest.raises(RuntimeError, match="more than this GL implementation can bin"):
+        p.render(scene, cam, RenderSettings())
+    p.release()

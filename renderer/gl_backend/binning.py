@@ -84,6 +84,10 @@ class TileBinning:
         self.pair_ids = None  # R32UI texture, grown by 1.5x
         self.chunk_scale = 1  # chunks per PAIRS_PER_CHUNK pairs, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
+        # Largest storage buffer a shader may bind, in uint words (128 MiB on llvmpipe): binding a
+        # bigger one is undefined and crashed Mesa, so dense frames switch method or fail clearly.
+        self.max_words = int(ctx.info.get("GL_MAX_SHADER_STORAGE_BLOCK_SIZE", 1 << 27)) // 4
+        self.max_pairs = PAIR_TEX_W * int(ctx.info.get("GL_MAX_TEXTURE_SIZE", 16384))
 
     # ---- buffers the projection fills --------------------------------------------------------
     def projection_buffers(self, n: int) -> tuple:
@@ -122,9 +126,15 @@ class TileBinning:
         """
         if n_vis <= 0 or expect_pairs <= 0:
             return self.empty(num_tiles)
-        if self.method == "parallel":
-            return self._bin_parallel(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
+        if expect_pairs > min(self.max_pairs, self.max_words):
+            raise RuntimeError(f"this frame has {expect_pairs:,} (tile, primitive) pairs, more than this GL "
+                               f"implementation can bin ({min(self.max_pairs, self.max_words):,}); "
+                               "lower the resolution or the splat scale")
         chunks = min(n_vis, max(1, -(-expect_pairs * self.chunk_scale // PAIRS_PER_CHUNK)))
+        # The chunk walk keeps a (tile, chunk) histogram; where it would not fit in one storage
+        # buffer, the parallel method (a per-tile histogram) bins this frame instead.
+        if self.method == "parallel" or num_tiles * chunks > self.max_words:
+            return self._bin_parallel(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
         for _attempt in range(6):
             chunks, hist, n_pairs = self._bin_pass(keys, vals, rects, n_vis, chunks, num_tiles, tiles_x,
                                                    expect_pairs)
@@ -132,6 +142,8 @@ class TileBinning:
                 return Bins(hist, chunks, n_pairs, num_tiles)
             chunks = min(n_vis, chunks * 2)  # a chunk overran the loop cap: split more
             self.chunk_scale = min(self.chunk_scale * 2, 64)
+            if num_tiles * chunks > self.max_words:
+                return self._bin_parallel(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
         raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
 
     def empty(self, num_tiles: int) -> Bins:
