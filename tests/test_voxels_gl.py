@@ -39,8 +39,11 @@ def _compare(name, gl_ctx, scene, cam, settings, min_psnr=40.0):
     ca, cb = a.stats.counters, b.stats.counters
     for k in EXACT:
         assert ca[k] == cb[k], (k, ca[k], cb[k])
+    # Equal on llvmpipe; a GPU contracts a*b+c into fma, which moves a few samples lying on a cell
+    # boundary to the other side (seen on an H200: 55 vs 113 mask skips of ~2e4 samples).
+    tol = max(2, 5e-3 * ca["samples_visited"])
     for k in NEAR:
-        assert abs(ca[k] - cb[k]) <= max(2, 1e-3 * ca[k]), (k, ca[k], cb[k])
+        assert abs(ca[k] - cb[k]) <= max(tol, 1e-3 * ca[k]), (k, ca[k], cb[k], ca["samples_visited"])
     assert "march" in b.stats.stages_ms and "readback" in b.stats.stages_ms
     return a, b
 
