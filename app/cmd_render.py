@@ -170,6 +170,8 @@ def choose_renderer(name: str | None, scene):
                 r = get_renderer("gl")
                 if not r.supports(scene):
                     reason, r = f"it cannot render a {getattr(scene, 'kind', '?')} scene", None
+                elif r.prefers_torch(scene):
+                    reason, r = "torch renders this scene faster on a software OpenGL", None
             except Exception as e:  # noqa: BLE001
                 reason = f"it could not start: {e}"
         if r is None:

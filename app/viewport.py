@@ -144,7 +144,7 @@ class Viewport(QOpenGLWidget):
         # Scrubbing and playback change the picture continuously: render them like a moving camera
         # (reduced resolution while it changes, full resolution IDLE_MS after it stops).
         session.time_changed.connect(self._on_time_changed)
-        self._gl_kinds: dict[str, bool] = {}  # scene kind -> GLRenderer.supports
+        self._gl_kinds: dict[tuple, bool] = {}  # (kind, colour mode) -> GL draws it
         self._fallback_noticed = None  # weakref to the scene the torch fallback was announced for
         self._on_scene_changed()
 
@@ -249,8 +249,8 @@ class Viewport(QOpenGLWidget):
             backend = "torch"  # for this scene only: the next one may be one GL draws
             if self._fallback_noticed is None or self._fallback_noticed() is not scene:
                 self._fallback_noticed = weakref.ref(scene)
-                self._notice(f"the GL backend cannot render a {getattr(scene, 'kind', '?')!r} scene; "
-                             "using the torch backend for it")
+                self._notice(f"the GL backend does not draw this {getattr(scene, 'kind', '?')!r} scene well "
+                             "here; using the torch backend for it")
         cam, key = self._view()
         settings = self.session.settings
         if backend == "torch":
@@ -376,16 +376,18 @@ class Viewport(QOpenGLWidget):
         return self.session.backend
 
     def _gl_refuses(self, scene) -> bool:
-        """True when the GL backend's supports(scene) is False (it answers by scene kind)."""
+        """True when the GL backend cannot draw the scene, or the torch one draws it much faster
+        here (GLRenderer.prefers_torch: MLP voxel grids on llvmpipe); torch renders off the UI thread."""
         if scene is None or self.ctx is None or self.gl_error:
             return False
-        kind = getattr(scene, "kind", None)
-        if kind not in self._gl_kinds:
+        key = (getattr(scene, "kind", None), getattr(scene, "color_mode", None))
+        if key not in self._gl_kinds:
             try:
-                self._gl_kinds[kind] = bool(self.renderer("gl").supports(scene))
+                gl = self.renderer("gl")
+                self._gl_kinds[key] = bool(gl.supports(scene)) and not gl.prefers_torch(scene)
             except Exception:  # noqa: BLE001 - no GL backend at all: paintGL reports that
                 return False
-        return not self._gl_kinds[kind]
+        return not self._gl_kinds[key]
 
     def _shown_time(self, settings) -> float | None:
         return float(settings.time) if self.session.time_range() is not None else None

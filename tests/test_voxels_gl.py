@@ -131,3 +131,15 @@ def test_hardware_filter_precision_is_not_enough(gl_ctx):
     assert err < 1e-2  # a sanity bound; the manual path's parity is what the other tests check
     for o in (tex, cs, out):
         o.release()
+
+
+def test_mlp_grids_prefer_torch_on_software_gl(gl_ctx):
+    """On llvmpipe the per-sample MLP is far slower than torch's BLAS: the default paths pick torch."""
+    from renderer.gl_backend import GLRenderer
+    from renderer.gl_backend.context import is_software
+
+    r = GLRenderer(ctx=gl_ctx)
+    fine, coarse = procedural_shell(8, fine=True, seed=0), procedural_shell(8, fine=False, seed=0)
+    assert r.supports(fine) and r.supports(coarse)
+    assert r.prefers_torch(fine) == is_software(gl_ctx)
+    assert not r.prefers_torch(coarse)
