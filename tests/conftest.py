@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from renderer import Camera
+from renderer.bench import synthetic_gaussians
 from scenes import GaussianScene
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,18 +31,8 @@ def shared_file(rel: str) -> Path:
 
 def random_gaussians(n: int, seed: int = 0, sh_degree: int = 3, extent: float = 1.0,
                      log_scale: float = -4.5, log_scale_std: float = 0.5) -> GaussianScene:
-    """N random Gaussians in a cube of half-size `extent`, the bench distribution by default."""
-    g = torch.Generator().manual_seed(seed)
-    k = (sh_degree + 1) ** 2
-    means = (torch.rand(n, 3, generator=g) * 2 - 1) * extent
-    quats = torch.randn(n, 4, generator=g)
-    log_scales = log_scale + log_scale_std * torch.randn(n, 3, generator=g)
-    logits = torch.randn(n, generator=g)
-    sh = torch.zeros(n, k, 3)
-    sh[:, 0] = torch.randn(n, 3, generator=g) * 0.8
-    if k > 1:
-        sh[:, 1:] = torch.randn(n, k - 1, 3, generator=g) * 0.1
-    return GaussianScene.from_raw(means, quats, log_scales, logits, sh)
+    """N random Gaussians in a cube of half-size `extent`: the bench distribution by default."""
+    return synthetic_gaussians(n, seed, sh_degree, extent, log_scale, log_scale_std)
 
 
 def orbit_camera(distance: float = 3.0, azimuth_deg: float = 30.0, elevation_deg: float = 20.0,

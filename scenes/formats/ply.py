@@ -8,6 +8,7 @@ array is allocated, so a header that promises a billion vertices fails fast.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -184,3 +185,53 @@ def write_ply(path: str | os.PathLike, elements: list[tuple[str, dict[str, np.nd
         f.write(("\n".join(lines) + "\n").encode("ascii"))
         for arr in blocks:
             f.write(arr.tobytes())
+
+
+# ---- conventions shared by the splat PLY flavours (INRIA 3DGS, Radview 4D and convex) ------------
+
+def numbered(names: list[str], prefix: str) -> list[str]:
+    """Properties `prefix<k>` sorted by k (INRIA's load_ply sorts f_rest_*, scale_*, rot_* so too)."""
+    pat = re.compile(re.escape(prefix) + r"(\d+)$")
+    found = [(int(m.group(1)), n) for n in names if (m := pat.match(n))]
+    return [n for _, n in sorted(found)]
+
+
+def sh_from_columns(data: np.ndarray, rest: list[str]) -> np.ndarray:
+    """[N, 1 + len(rest)/3, 3] float32 SH from f_dc_0..2 and channel-major f_rest columns.
+
+    INRIA writes f_rest channel-major: all red coefficients 1..K-1, then green, then blue.
+    """
+    n = len(data)
+    k = 1 + len(rest) // 3
+    sh = np.empty((n, k, 3), dtype=np.float32)
+    sh[:, 0] = np.stack([np.asarray(data[f"f_dc_{i}"], dtype=np.float32) for i in range(3)], axis=1)
+    if k > 1:
+        cols = np.stack([np.asarray(data[c], dtype=np.float32) for c in rest], axis=1)
+        sh[:, 1:] = cols.reshape(n, 3, k - 1).transpose(0, 2, 1)
+    return sh
+
+
+def sh_to_columns(sh: np.ndarray) -> dict[str, np.ndarray]:
+    """{f_dc_0..2, f_rest_*} columns (channel-major rest) of SH [N, K, 3]: the inverse of sh_from_columns."""
+    n = sh.shape[0]
+    out = {f"f_dc_{i}": sh[:, 0, i] for i in range(3)}
+    rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, -1)
+    out.update({f"f_rest_{i}": rest[:, i] for i in range(rest.shape[1])})
+    return out
+
+
+def up_from_comments(comments: list[str]) -> tuple[float, float, float] | None:
+    """The `comment radview up=x,y,z` Radview writes; other tools' files have no up hint."""
+    for c in comments:
+        if c.startswith("radview up="):
+            try:
+                up = tuple(float(x) for x in c.split("=", 1)[1].split(","))
+            except ValueError:
+                return None
+            return up if len(up) == 3 and all(np.isfinite(up)) else None
+    return None
+
+
+def up_comments(up) -> list[str]:
+    """[] or ["radview up=x,y,z"] for write_ply."""
+    return [] if up is None else ["radview up=" + ",".join(f"{float(v):g}" for v in up)]

@@ -10,7 +10,6 @@ Radview adds one header comment, `radview up=x,y,z`, when the scene knows its up
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +19,21 @@ from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
 from ..gaussians import GaussianScene
 from ..load import FormatSpec
-from .ply import is_ply, parse_header, read_ply, write_ply
+from .ply import (
+    is_ply,
+    numbered,
+    parse_header,
+    read_ply,
+    sh_from_columns,
+    sh_to_columns,
+    up_comments,
+    up_from_comments,
+    write_ply,
+)
 
 _REQUIRED = ["x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
              "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
 _F_REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}
-
-
-def _numbered(names: list[str], prefix: str) -> list[str]:
-    """Properties `prefix<k>` sorted by k (INRIA's load_ply sorts them numerically too)."""
-    pat = re.compile(re.escape(prefix) + r"(\d+)$")
-    found = [(int(m.group(1)), n) for n in names if (m := pat.match(n))]
-    return [n for _, n in sorted(found)]
 
 
 def sniff(path: Path, head: bytes) -> bool:
@@ -50,7 +52,7 @@ def read(path: Path) -> GaussianScene:
     if missing:
         raise SceneLoadError(path, f"not a 3D Gaussian splat PLY: the vertex element lacks "
                                    f"{', '.join(missing)}")
-    rest = _numbered(names, "f_rest_")
+    rest = numbered(names, "f_rest_")
     if len(rest) not in _F_REST_COUNTS:
         raise SceneLoadError(path, f"f_rest has {len(rest)} properties, expected 0, 9, 24 or 45 "
                                    "(SH degree 0 to 3)")
@@ -58,63 +60,37 @@ def read(path: Path) -> GaussianScene:
         raise SceneLoadError(path, "the PLY holds zero Gaussians")
     read_ply(path, header)
     d = v.data
-    degree = _F_REST_COUNTS[len(rest)]
-    k = (degree + 1) ** 2
 
     def cols(keys: list[str]) -> np.ndarray:
         return np.stack([np.asarray(d[c], dtype=np.float32) for c in keys], axis=1)
 
-    means = cols(["x", "y", "z"])
-    dc = cols(["f_dc_0", "f_dc_1", "f_dc_2"])
-    sh = np.empty((v.count, k, 3), dtype=np.float32)
-    sh[:, 0] = dc
-    if k > 1:
-        # channel-major on disk: [N, 3, K-1] -> [N, K-1, 3]
-        sh[:, 1:] = cols(rest).reshape(v.count, 3, k - 1).transpose(0, 2, 1)
     scene = GaussianScene.from_raw(
-        torch.from_numpy(means),
+        torch.from_numpy(cols(["x", "y", "z"])),
         torch.from_numpy(cols(["rot_0", "rot_1", "rot_2", "rot_3"])),
         torch.from_numpy(cols(["scale_0", "scale_1", "scale_2"])),
         torch.from_numpy(np.asarray(d["opacity"], dtype=np.float32)),
-        torch.from_numpy(sh),
+        torch.from_numpy(sh_from_columns(d, rest)),
     )
-    scene.up = _up_from_comments(header.comments)
+    scene.up = up_from_comments(header.comments)
     return drop_nonfinite(scene, path)
-
-
-def _up_from_comments(comments: list[str]) -> tuple[float, float, float] | None:
-    """Radview writes `comment radview up=x,y,z`; other tools' files have no up hint."""
-    for c in comments:
-        if c.startswith("radview up="):
-            try:
-                up = tuple(float(x) for x in c.split("=", 1)[1].split(","))
-            except ValueError:
-                return None
-            return up if len(up) == 3 and all(np.isfinite(up)) else None
-    return None
 
 
 def write(scene: GaussianScene, path: Path, **_opts) -> dict:
     """Write INRIA layout (binary little endian, float32); exact for a scene read from this format."""
     raw = {k: t.detach().cpu().float().numpy() for k, t in scene.raw().items()}
-    n, k = raw["sh"].shape[:2]
+    n = raw["sh"].shape[0]
     props: dict[str, np.ndarray] = {}
     for i, c in enumerate("xyz"):
         props[c] = raw["means"][:, i]
     for c in ("nx", "ny", "nz"):
         props[c] = np.zeros(n, dtype=np.float32)
-    for i in range(3):
-        props[f"f_dc_{i}"] = raw["sh"][:, 0, i]
-    rest = raw["sh"][:, 1:].transpose(0, 2, 1).reshape(n, -1)  # channel-major
-    for i in range(rest.shape[1]):
-        props[f"f_rest_{i}"] = rest[:, i]
+    props.update(sh_to_columns(raw["sh"]))
     props["opacity"] = raw["opacity_logits"]
     for i in range(3):
         props[f"scale_{i}"] = raw["log_scales"][:, i]
     for i in range(4):
         props[f"rot_{i}"] = raw["quats"][:, i]
-    comments = [] if scene.up is None else ["radview up=" + ",".join(f"{v:g}" for v in scene.up)]
-    write_ply(path, [("vertex", props)], comments)
+    write_ply(path, [("vertex", props)], up_comments(scene.up))
     return {}
 
 

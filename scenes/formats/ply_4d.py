@@ -24,7 +24,6 @@ An optional `comment radview up=x,y,z` carries the up direction, as in ply_3dgs.
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,17 @@ from ..cleanup import drop_nonfinite
 from ..errors import SceneLoadError
 from ..gaussians4d import MODELS, Gaussian4DScene
 from ..load import FormatSpec
-from .ply import is_ply, parse_header, read_ply, write_ply
+from .ply import (
+    is_ply,
+    numbered,
+    parse_header,
+    read_ply,
+    sh_from_columns,
+    sh_to_columns,
+    up_comments,
+    up_from_comments,
+    write_ply,
+)
 
 _REQUIRED = ["x", "y", "z", "t", "f_dc_0", "f_dc_1", "f_dc_2", "opacity", "scale_0", "scale_1",
              "scale_2", "scale_t"] + [f"rot_{i}" for i in range(8)]
@@ -90,9 +99,7 @@ def read(path: Path) -> Gaussian4DScene:
     missing = [n for n in _REQUIRED if n not in names]
     if missing:
         raise SceneLoadError(path, f"the 4D PLY's vertex element lacks {', '.join(missing)}")
-    pat = re.compile(r"f_rest_(\d+)$")
-    numbered = [(int(m.group(1)), n) for n in names if (m := pat.match(n))]
-    rest = [n for _, n in sorted(numbered)]
+    rest = numbered(names, "f_rest_")
     blocks = time_degree + 1
     k_all = len(rest) // 3 + 1
     k = k_all // blocks
@@ -110,28 +117,14 @@ def read(path: Path) -> Gaussian4DScene:
         return torch.from_numpy(np.stack([np.asarray(d[c], dtype=np.float32) for c in keys], axis=1))
 
     n = v.count
-    sh = torch.empty(n, k_all, 3)
-    sh[:, 0] = cols(["f_dc_0", "f_dc_1", "f_dc_2"])
-    if k_all > 1:
-        sh[:, 1:] = cols(rest).reshape(n, 3, k_all - 1).transpose(1, 2)
+    sh = torch.from_numpy(sh_from_columns(d, rest))
     scene = Gaussian4DScene.from_raw(
         model, cols(["x", "y", "z"]), cols(["t"])[:, 0],
         cols(["scale_0", "scale_1", "scale_2", "scale_t"]), cols([f"rot_{i}" for i in range(8)]),
         cols(["opacity"])[:, 0], sh.reshape(n, blocks, k, 3), time_duration=time_duration,
         prefilter_var=prefilter_var)
-    scene.up = _up(header.comments)
+    scene.up = up_from_comments(header.comments)
     return drop_nonfinite(scene, path)
-
-
-def _up(comments: list[str]) -> tuple[float, float, float] | None:
-    for c in comments:
-        if c.startswith("radview up="):
-            try:
-                up = tuple(float(x) for x in c.split("=", 1)[1].split(","))
-            except ValueError:
-                return None
-            return up if len(up) == 3 and all(np.isfinite(up)) else None
-    return None
 
 
 def write(scene: Gaussian4DScene, path: Path, **_opts) -> dict:
@@ -144,11 +137,7 @@ def write(scene: Gaussian4DScene, path: Path, **_opts) -> dict:
         props[c] = raw["means"][:, i]
     for c in ("nx", "ny", "nz"):
         props[c] = np.zeros(n, dtype=np.float32)
-    for i in range(3):
-        props[f"f_dc_{i}"] = sh[:, 0, i]
-    rest = sh[:, 1:].transpose(0, 2, 1).reshape(n, -1)  # channel-major
-    for i in range(rest.shape[1]):
-        props[f"f_rest_{i}"] = rest[:, i]
+    props.update(sh_to_columns(sh))
     props["opacity"] = raw["opacity_logits"]
     for i in range(3):
         props[f"scale_{i}"] = raw["log_scales"][:, i]
@@ -164,10 +153,7 @@ def write(scene: Gaussian4DScene, path: Path, **_opts) -> dict:
     tag += f" time_degree={blocks - 1}"
     if scene.prefilter_var > 0:
         tag += f" prefilter_var={float(scene.prefilter_var)!r}"
-    comments = [tag]
-    if scene.up is not None:
-        comments.append("radview up=" + ",".join(f"{x:g}" for x in scene.up))
-    write_ply(path, [("vertex", props)], comments)
+    write_ply(path, [("vertex", props)], [tag, *up_comments(scene.up)])
     return {}
 
 

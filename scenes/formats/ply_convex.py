@@ -17,7 +17,7 @@ from ..cleanup import drop_nonfinite
 from ..convex import MAX_POINTS, ConvexScene
 from ..errors import SceneLoadError
 from ..load import FormatSpec
-from .ply import is_ply, parse_header, read_ply, write_ply
+from .ply import is_ply, numbered, parse_header, read_ply, sh_from_columns, sh_to_columns, write_ply
 
 _MARK = "radview-convex"
 
@@ -48,18 +48,13 @@ def read(path: Path) -> ConvexScene:
     if missing:
         raise SceneLoadError(path, f"the convex PLY lacks {', '.join(missing[:6])}"
                                    + (" ..." if len(missing) > 6 else ""))
-    rest = sorted((n for n in names if n.startswith("f_rest_")), key=lambda s: int(s[7:]))
+    rest = numbered(v.names(), "f_rest_")
     if len(rest) not in (0, 9, 24, 45):
         raise SceneLoadError(path, f"f_rest has {len(rest)} properties, expected 0, 9, 24 or 45")
     d = read_ply(path, header).element("vertex").data
-    col = lambda n: np.asarray(d[n], dtype=np.float32)  # noqa: E731
-    n = v.count
+    col = lambda name: np.asarray(d[name], dtype=np.float32)  # noqa: E731
     pts = np.stack([np.stack([col(f"p{i}_{a}") for a in "xyz"], 1) for i in range(k)], 1)
-    c = 1 + len(rest) // 3
-    sh = np.empty((n, c, 3), dtype=np.float32)
-    sh[:, 0] = np.stack([col(f"f_dc_{i}") for i in range(3)], 1)
-    if rest:
-        sh[:, 1:] = np.stack([col(r) for r in rest], 1).reshape(n, 3, c - 1).transpose(0, 2, 1)
+    sh = sh_from_columns(d, rest)
     scene = ConvexScene.from_raw(torch.from_numpy(pts), torch.from_numpy(col("delta")),
                                  torch.from_numpy(col("sigma")), torch.from_numpy(col("opacity")),
                                  torch.from_numpy(sh))
@@ -76,11 +71,7 @@ def write(scene: ConvexScene, path: Path, **_opts) -> dict:
     for i in range(k):
         for j, a in enumerate("xyz"):
             props[f"p{i}_{a}"] = raw["points"][:, i, j]
-    for i in range(3):
-        props[f"f_dc_{i}"] = raw["sh"][:, 0, i]
-    rest = raw["sh"][:, 1:].transpose(0, 2, 1).reshape(n, -1)
-    for i in range(rest.shape[1]):
-        props[f"f_rest_{i}"] = rest[:, i]
+    props.update(sh_to_columns(raw["sh"]))
     props["opacity"] = raw["opacity_logits"]
     props["delta"] = raw["log_deltas"]
     props["sigma"] = raw["log_sigmas"]
