@@ -19,17 +19,26 @@ version counters); changing the camera only changes uniforms.
 
 from __future__ import annotations
 
-import time
-import weakref
-
 import numpy as np
 import torch
 
-from .. import colormap
-from ..profiling import StageTimer, release_query_pool
-from ..types import Camera, Frame, FrameStats, RenderSettings
+from ..profiling import release_query_pool
+from ..types import Camera, Frame, RenderSettings
 from .binning import PAIR_TEX_W, PAIRS_PER_CHUNK, TileBinning  # noqa: F401 - re-exported names
-from .context import check_error, debug_enabled, is_software
+from .context import is_software
+from .pipeline import (
+    FrameRun,
+    GeomShBuffers,
+    Textures,
+    camera_uniforms,
+    capped_degree,
+    depth_range,
+    held,
+    is_current,
+    read_images,
+    scene_key,
+    to_frame,
+)
 from .shaders import compute_shader
 from .sort import GROUP, Scratch, groups, set_uniforms, subgroup_size
 
@@ -41,11 +50,10 @@ def _scene_key(scene) -> tuple:
     tensors = [scene.means, scene.quats, scene.scales, scene.opacities, scene.sh]
     if scene.covars is not None:
         tensors.append(scene.covars)
-    return (id(scene), len(scene), tuple(int(t._version) for t in tensors),
-            tuple(t.data_ptr() for t in tensors))
+    return scene_key(scene, tensors)
 
 
-class _SceneBuffers:
+class _SceneBuffers(GeomShBuffers):
     """A scene's per-Gaussian data on the GPU: geom (3 vec4 per Gaussian) and SH coefficients."""
 
     def __init__(self, ctx, scene):
@@ -73,19 +81,7 @@ class _SceneBuffers:
             geom[bad] = 0.0
             geom[bad, 0, :3] = np.nan
             sh[bad] = 0.0
-        self.geom = ctx.buffer(geom.tobytes() if n else b"\0" * 48)
-        self.sh = ctx.buffer(sh.tobytes() if n else b"\0" * 16)
-        self.bounds = scene.bounds()
-        self.key = _scene_key(scene)
-        self.ref = weakref.ref(scene)
-
-    @property
-    def nbytes(self) -> int:
-        return self.geom.size + self.sh.size
-
-    def release(self) -> None:
-        self.geom.release()
-        self.sh.release()
+        self.store(ctx, scene, geom, sh, _scene_key(scene), empty_geom=48)
 
 
 class GaussianPipeline:
@@ -130,7 +126,7 @@ class GaussianPipeline:
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
         self.binning = TileBinning(ctx, self.scratch, self.sort, bin_method)
-        self.textures: dict[str, object] = {}
+        self.textures = Textures(ctx)
         self.queries: dict = {}
 
     # ---- resources -------------------------------------------------------------------------
@@ -139,11 +135,9 @@ class GaussianPipeline:
             # Per-Gaussian inputs already on the GPU in _SceneBuffers' layout (slice4d.GPUGaussians:
             # a 4D scene sliced by a compute pass, a flipbook frame); their owner keeps them.
             return scene
-        key = _scene_key(scene)
-        if self.scene is not None and self.scene.key == key and self.scene.ref() is scene:
-            return self.scene
-        self.release_scene()
-        self.scene = _SceneBuffers(self.ctx, scene)
+        if not is_current(self.scene, scene, _scene_key):
+            self.release_scene()
+            self.scene = _SceneBuffers(self.ctx, scene)
         return self.scene
 
     def release_scene(self) -> None:
@@ -153,19 +147,7 @@ class GaussianPipeline:
             self.scene = None
         self.scratch.release()
         self.binning.release()
-        for name in [k for k in self.textures if k.startswith(("pair", "rec"))]:
-            self.textures.pop(name).release()
-
-    def _texture(self, name: str, size: tuple[int, int], components: int, dtype: str = "f4"):
-        tex = self.textures.get(name)
-        if tex is not None and tex.size == size and tex.components == components and tex.dtype == dtype:
-            return tex
-        if tex is not None:
-            tex.release()
-        tex = self.ctx.texture(size, components, dtype=dtype)
-        tex.filter = (self.ctx.NEAREST if hasattr(self.ctx, "NEAREST") else 0x2600,) * 2
-        self.textures[name] = tex
-        return tex
+        self.textures.drop("pair", "rec")
 
     def _pair_texture(self, n_pairs: int):
         """R32UI texture of >= n_pairs texels (grown by 1.5x): the Gaussian id of each pair."""
@@ -173,26 +155,17 @@ class GaussianPipeline:
 
     def _record_textures(self, n: int) -> list:
         """Three RGBA32F textures holding the projected record of each of n Gaussians."""
-        rows = max(1, (n + PAIR_TEX_W - 1) // PAIR_TEX_W)
-        cur = self.textures.get("rec0")
-        if cur is not None and cur.height > rows:
-            rows = cur.height  # never shrink (release_scene drops them): a 4D slice's n changes per frame
-        return [self._texture(f"rec{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
+        # Never shrink (release_scene drops them): a 4D slice's n changes per frame.
+        rows = max(1, (n + PAIR_TEX_W - 1) // PAIR_TEX_W, self.textures.height("rec0"))
+        return [self.textures.get(f"rec{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
 
     def resource_stats(self) -> dict:
         """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
-        tex_bytes = sum(t.width * t.height * t.components * 4 for t in self.textures.values())
-        scene_bytes = self.scene.nbytes if self.scene else 0
-        n_obj = (self.scratch.count + len(self.textures) + self.binning.count + (2 if self.scene else 0)
-                 + len(self.queries))
-        n_bytes = self.scratch.nbytes + tex_bytes + self.binning.nbytes + scene_bytes
-        return {"objects": n_obj, "bytes": n_bytes}
+        return held(self.scratch, self.textures, self.binning, self.scene, queries=self.queries)
 
     def release(self) -> None:
         self.release_scene()
-        for t in self.textures.values():
-            t.release()
-        self.textures.clear()
+        self.textures.release()
         release_query_pool(self.queries)
 
     # ---- the frame -------------------------------------------------------------------------
@@ -204,31 +177,22 @@ class GaussianPipeline:
         if settings.antialias not in ("classic", "mip"):
             raise ValueError(f"antialias must be 'classic' or 'mip', got {settings.antialias!r}")
         ctx = self.ctx
-        debug = debug_enabled()
-        timer = StageTimer(ctx, self.timing, self.queries)
+        run = FrameRun(ctx, self.timing, self.queries)
         W, H = int(camera.width), int(camera.height)
         bt = self.blend_tile
         tiles_x, tiles_y = (W + bt - 1) // bt, (H + bt - 1) // bt  # blend (and bin) grid
         num_tiles = tiles_x * tiles_y
-        out_rgba = self._texture("out_rgba", (W, H), 4)
-        out_depth = self._texture("out_depth", (W, H), 1)
-        stage = "upload"
-
-        def checkpoint(name):
-            if debug:
-                check_error(ctx, name)
-
-        t0 = time.perf_counter()
-        sb = self._scene_buffers(scene)
-        upload_ms = (time.perf_counter() - t0) * 1e3
+        out_rgba = self.textures.get("out_rgba", (W, H), 4)
+        out_depth = self.textures.get("out_depth", (W, H), 1)
+        with run.upload():
+            sb = self._scene_buffers(scene)
         n = sb.n
         rects, keys, vals, counters = self.binning.projection_buffers(n)
         n_vis = 0
         bins = None
-        try:
+        with run:
             if n > 0:
-                stage = "project"
-                with timer.stage("project"):
+                with run.stage("project"):
                     recs = self._record_textures(n)
                     for i, t in enumerate(recs):
                         t.bind_to_image(i, read=False, write=True)
@@ -237,13 +201,9 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
-                    view = camera.T_camera_world.astype(np.float32)
-                    cap = settings.sh_degree
-                    degree = sb.degree if cap is None else max(0, min(cap, sb.degree))
+                    degree = capped_degree(sb.degree, settings.sh_degree)
                     set_uniforms(
-                        cs, n=n, view_rot=tuple(view[:3, :3].T.flatten()), view_trans=tuple(view[:3, 3]),
-                        cam_pos=tuple(camera.position.astype(np.float32)),
-                        intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy), image_size=(W, H),
+                        cs, n=n, **camera_uniforms(camera),
                         tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE),
                         near_far=(camera.near, min(camera.far, 3e38)),
                         splat_scale=float(settings.splat_scale), mip=int(settings.antialias == "mip"),
@@ -252,21 +212,15 @@ class GaussianPipeline:
                     ctx.memory_barrier()
                     cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
                     n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
-                checkpoint("project")
 
-                stage = "sort"
-                with timer.stage("sort"):
+                with run.stage("sort"):
                     if n_vis > 0:
                         keys, vals = self._sort(keys, vals, n)
-                checkpoint("sort")
 
-                stage = "bin"
-                with timer.stage("bin"):
+                with run.stage("bin"):
                     bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
-                checkpoint("bin")
 
-            stage = "blend"
-            with timer.stage("blend"):
+            with run.stage("blend"):
                 if bins is None or bins.n_pairs == 0:
                     bins = self.binning.empty(num_tiles)  # nothing on screen: every tile's range is empty
                 n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
@@ -285,37 +239,22 @@ class GaussianPipeline:
                     t.use(location=i)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
-                rng = (0.0, 1.0)
-                if settings.mode == "depth":
-                    rng = settings.depth_range or colormap.auto_depth_range(sb.bounds, camera.T_camera_world,
-                                                                           camera.near)
+                rng = depth_range(settings, camera, sb.bounds)
                 set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, rec2=3, image_size=(W, H), tiles_x=tiles_x,
                              num_chunks=chunks, background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
                 ctx.memory_barrier()
-            checkpoint("blend")
 
             arrays = None
             if readback:
-                stage = "readback"
-                with timer.stage("readback"):
-                    rgba = np.frombuffer(out_rgba.read(), dtype=np.float32).reshape(H, W, 4)
-                    depth = np.frombuffer(out_depth.read(), dtype=np.float32).reshape(H, W, 1)
-                    arrays = (rgba, depth)
-                checkpoint("readback")
+                with run.stage("readback"):
+                    arrays = read_images(out_rgba, out_depth)
             counters_np = np.frombuffer(counters.read(8), dtype=np.uint32)
-        except Exception:
-            # Name the stage in any GL error raised alongside a failure.
-            check_error(ctx, stage)
-            raise
-        check_error(ctx, f"frame (last stage: {stage})")
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
-        stats = FrameStats(stages_ms=timer.results(), backend="gl", counters={
+        stats = run.stats({
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
-        if upload_ms > 1.0:
-            stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays
 
     def debug_state(self) -> dict:
@@ -332,9 +271,7 @@ class GaussianPipeline:
 
     def render(self, scene, camera: Camera, settings: RenderSettings) -> Frame:
         _, _, stats, (rgba, depth) = self.draw(scene, camera, settings, readback=True)
-        rgba_t = torch.from_numpy(rgba.copy())
-        return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
-                     depth=torch.from_numpy(depth.copy()), stats=stats)
+        return to_frame(rgba, depth, stats)
 
 
 __all__ = ["GaussianPipeline", "GROUP"]

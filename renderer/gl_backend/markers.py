@@ -26,14 +26,11 @@ GPU once whichever mode draws it.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
-import torch
 
-from ..profiling import StageTimer, release_query_pool
-from ..types import Camera, Frame, FrameStats, RenderSettings
-from .context import check_error
+from ..profiling import release_query_pool
+from ..types import Camera, Frame, RenderSettings
+from .pipeline import FrameRun, Textures, held, read_images, to_frame
 from .shaders import compute_shader
 from .sort import Scratch, groups, set_uniforms
 
@@ -55,32 +52,17 @@ class MarkerPipeline:
         self.ctx = ctx
         self.timing = timing
         self.scratch = Scratch(ctx)
-        self.textures: dict[str, object] = {}
+        self.textures = Textures(ctx)
         self.queries: dict = {}
 
     # ---- resources -------------------------------------------------------------------------
-    def _texture(self, name: str, size: tuple[int, int], components: int, dtype: str = "f4"):
-        tex = self.textures.get(name)
-        if tex is not None and tex.size == size and tex.components == components and tex.dtype == dtype:
-            return tex
-        if tex is not None:
-            tex.release()
-        tex = self.ctx.texture(size, components, dtype=dtype)
-        tex.filter = (self.ctx.NEAREST, self.ctx.NEAREST)
-        self.textures[name] = tex
-        return tex
-
     def resource_stats(self) -> dict:
         """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
-        tex_bytes = sum(t.width * t.height * t.components * 4 for t in self.textures.values())
-        return {"objects": self.scratch.count + len(self.textures) + len(self.queries),
-                "bytes": self.scratch.nbytes + tex_bytes}
+        return held(self.scratch, self.textures, queries=self.queries)
 
     def release(self) -> None:
         self.scratch.release()
-        for t in self.textures.values():
-            t.release()
-        self.textures.clear()
+        self.textures.release()
         release_query_pool(self.queries)
 
     # ---- the frame -------------------------------------------------------------------------
@@ -103,20 +85,19 @@ class MarkerPipeline:
             raise ValueError(f"antialias must be 'classic' or 'mip', got {settings.antialias!r}")
         ctx = self.ctx
         ellipsoids = mode != "points"
-        timer = StageTimer(ctx, self.timing, self.queries)
+        run = FrameRun(ctx, self.timing, self.queries, "markers frame")
         W, H = int(camera.width), int(camera.height)
-        out_rgba = self._texture("out_rgba", (W, H), 4)
-        out_depth = self._texture("out_depth", (W, H), 1)
-        out_normals = self._texture("out_normals", (W, H), 4) if ellipsoids else None
-        zbuf = self._texture("zbuf", (W, H), 1, "u4")
-        ids = self._texture("ids", (W, H), 1, "u4")
+        out_rgba = self.textures.get("out_rgba", (W, H), 4)
+        out_depth = self.textures.get("out_depth", (W, H), 1)
+        out_normals = self.textures.get("out_normals", (W, H), 4) if ellipsoids else None
+        zbuf = self.textures.get("zbuf", (W, H), 1, "u4")
+        ids = self.textures.get("ids", (W, H), 1, "u4")
         view = camera.T_camera_world.astype(np.float32)
         view_rot = tuple(view[:3, :3].T.flatten())  # GLSL mat3 is column-major
         intrinsics = (camera.fx, camera.fy, camera.cx, camera.cy)
 
-        t0 = time.perf_counter()
-        sb = scene_buffers(scene)
-        upload_ms = (time.perf_counter() - t0) * 1e3
+        with run.upload():
+            sb = scene_buffers(scene)
         n = int(sb.n)
         recs = self.scratch.get("recs", 96 * max(n, 1))  # REC (6) vec4 per Gaussian
         boxes = self.scratch.get("boxes", 16 * max(n, 1))
@@ -124,9 +105,8 @@ class MarkerPipeline:
         # Most Gaussians need one work item; room for two each avoids regrowing as the view moves.
         items = self.scratch.get("items", 8 * max(2 * n, 4096))
         cnt = np.zeros(4, dtype=np.uint32)
-        stage = "project"
-        try:
-            with timer.stage("project"):
+        with run:
+            with run.stage("project"):
                 if n > 0:
                     defs = {"ELLIPSOIDS": int(ellipsoids), "CHUNK_PX": CHUNK_PX, "MAX_CHUNKS": MAX_CHUNKS,
                             **({"HAS_COVARS": 1} if sb.has_covars else {})}
@@ -152,8 +132,7 @@ class MarkerPipeline:
                         items = self.scratch.get("items", 8 * int(cnt[0] * 1.25))
             total = int(cnt[0])
 
-            stage = "bin"
-            with timer.stage("bin"):
+            with run.stage("bin"):
                 zbuf.bind_to_image(0, read=False, write=True)
                 ids.bind_to_image(1, read=False, write=True)
                 cs = compute_shader(ctx, "mk_clear.comp")
@@ -174,8 +153,7 @@ class MarkerPipeline:
                         cs.run(gx, groups(n_groups, gx))
                         ctx.memory_barrier()
 
-            stage = "blend"
-            with timer.stage("blend"):
+            with run.stage("blend"):
                 cs = compute_shader(ctx, "mk_resolve.comp", {"MODE": _RESOLVE_MODE[mode]})
                 recs.bind_to_storage_buffer(0)
                 zbuf.bind_to_image(0, read=True, write=False)
@@ -191,33 +169,21 @@ class MarkerPipeline:
 
             arrays = None
             if readback:
-                stage = "readback"
-                with timer.stage("readback"):
-                    rgba = np.frombuffer(out_rgba.read(), dtype=np.float32).reshape(H, W, 4)
-                    depth = np.frombuffer(out_depth.read(), dtype=np.float32).reshape(H, W, 1)
+                with run.stage("readback"):
+                    rgba, depth = read_images(out_rgba, out_depth)
                     normals = None
                     if out_normals is not None:
                         normals = np.frombuffer(out_normals.read(), dtype=np.float32)
                         normals = normals.reshape(H, W, 4)[..., :3]
                     arrays = (rgba, depth, normals)
-        except Exception:
-            check_error(ctx, stage)  # names the stage in any GL error raised alongside a failure
-            raise
-        check_error(ctx, f"markers frame (last stage: {stage})")
-        stats = FrameStats(stages_ms=timer.results(), backend="gl", counters={
+        stats = run.stats({
             "visible": int(cnt[1]), "drawn": int(cnt[2]), "box_px": int(cnt[3]), "work_items": total})
-        if upload_ms > 1.0:
-            stats.stages_ms["upload"] = upload_ms
         return out_rgba, out_depth, stats, arrays
 
     def render(self, scene, camera: Camera, settings: RenderSettings, scene_buffers) -> Frame:
         """draw() with read-back: Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1], normals [H,W,3]."""
         _, _, stats, (rgba, depth, normals) = self.draw(scene, camera, settings, scene_buffers, readback=True)
-        rgba_t = torch.from_numpy(rgba.copy())
-        return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
-                     depth=torch.from_numpy(depth.copy()),
-                     normals=None if normals is None else torch.from_numpy(np.ascontiguousarray(normals)),
-                     stats=stats)
+        return to_frame(rgba, depth, stats, normals)
 
 
 __all__ = ["MarkerPipeline", "MARKER_MODES"]

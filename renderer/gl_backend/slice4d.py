@@ -35,6 +35,7 @@ import torch
 from scenes.gaussians4d import Gaussian4DScene, q_cut
 
 from .gaussians import _SceneBuffers
+from .pipeline import capped_degree, held, is_current, scene_key
 from .shaders import compute_shader
 from .sort import Scratch, exclusive_scan, groups, scan_total, set_uniforms
 
@@ -67,8 +68,7 @@ class GPUGaussians:
 
 def _key4d(scene) -> tuple:
     tensors = [scene.means, scene.times, scene.scales, scene.rotations, scene.opacities, scene.sh]
-    return (id(scene), len(scene), scene.model, float(scene.prefilter_var), scene.time_duration,
-            tuple(int(t._version) for t in tensors), tuple(t.data_ptr() for t in tensors))
+    return scene_key(scene, tensors, scene.model, float(scene.prefilter_var), scene.time_duration)
 
 
 class _Params4D:
@@ -119,6 +119,10 @@ class _Params4D:
         return [self.cull, self.params, self.sh4, self.partial, self.list, self.geom, self.sh]
 
     @property
+    def count(self) -> int:
+        return len(self.buffers)
+
+    @property
     def nbytes(self) -> int:
         return sum(b.size for b in self.buffers)
 
@@ -142,11 +146,9 @@ class Slicer4D:
 
     # ---- resources -------------------------------------------------------------------------
     def _params(self, scene) -> _Params4D:
-        cur = self.scene
-        if cur is not None and cur.ref() is scene and cur.key == _key4d(scene):
-            return cur
-        self.release_scene()
-        self.scene = _Params4D(self.ctx, scene)
+        if not is_current(self.scene, scene, _key4d):
+            self.release_scene()
+            self.scene = _Params4D(self.ctx, scene)
         return self.scene
 
     def release_scene(self) -> None:
@@ -170,10 +172,7 @@ class Slicer4D:
 
     def resource_stats(self) -> dict:
         """{'objects': count, 'bytes': total} of the GPU buffers held."""
-        objs = self.scratch.count + len(self.frames) * 2 + (len(self.scene.buffers) if self.scene else 0)
-        nbytes = (self.scratch.nbytes + sum(sb.nbytes for sb, _ in self.frames.values())
-                  + (self.scene.nbytes if self.scene else 0))
-        return {"objects": objs, "bytes": nbytes}
+        return held(self.scratch, self.scene, *(sb for sb, _ in self.frames.values()))
 
     # ---- per frame ---------------------------------------------------------------------------
     def slice(self, scene, t: float, sh_degree: int | None = None):
@@ -197,7 +196,7 @@ class Slicer4D:
         t0 = time.perf_counter()
         p = self._params(scene)
         upload_ms = (time.perf_counter() - t0) * 1e3
-        degree = p.degree if sh_degree is None else max(0, min(int(sh_degree), p.degree))
+        degree = capped_degree(p.degree, sh_degree)
         k_out = (degree + 1) ** 2
         t1 = time.perf_counter()
         m = 0

@@ -35,6 +35,7 @@ from .. import colormap
 from ..profiling import StageTimer
 from ..types import Camera, Frame, FrameStats, RenderSettings
 from .context import check_error
+from .pipeline import Textures, capped_degree, is_current, read_images, to_frame
 from .shaders import compute_shader
 from .sort import set_uniforms
 
@@ -219,36 +220,28 @@ class _State:
     def __init__(self, ctx):
         self.ctx = ctx
         self.scene: _SceneTextures | None = None
-        self.out: dict = {}
+        self.out = Textures(ctx)
         self.counters = ctx.buffer(reserve=4 * len(COUNTERS))
         self.queries: dict = {}
 
     def scene_textures(self, scene: VoxelGridScene) -> tuple[_SceneTextures, bool]:
-        st = self.scene
-        if st is not None and st.ref() is scene and st.key == _scene_key(scene):
-            return st, False
-        if st is not None:
-            st.release()
+        if is_current(self.scene, scene, _scene_key):
+            return self.scene, False
+        if self.scene is not None:
+            self.scene.release()
         self.scene = _SceneTextures(self.ctx, scene)
         return self.scene, True
 
     def output(self, name: str, size: tuple[int, int], components: int):
-        tex = self.out.get(name)
-        if tex is not None and tex.size == size:
-            return tex
-        if tex is not None:
-            tex.release()
-        tex = self.out[name] = self.ctx.texture(size, components, dtype="f4")
-        _nearest(self.ctx, tex)
+        tex = self.out.get(name, size, components)
+        tex.repeat_x = tex.repeat_y = False  # clamped like the scene textures (the viewer samples it)
         return tex
 
     def release(self) -> None:
         if self.scene is not None:
             self.scene.release()
             self.scene = None
-        for t in self.out.values():
-            t.release()
-        self.out.clear()
+        self.out.release()
         self.counters.release()
 
 
@@ -291,11 +284,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
         )
     deg = 0
     if scene.color_mode == "sh":
-        deg = (
-            scene.sh_degree
-            if settings.sh_degree is None
-            else max(0, min(settings.sh_degree, scene.sh_degree))
-        )
+        deg = capped_degree(scene.sh_degree, settings.sh_degree)
     uni = dict(
         vox_tex=0,
         links_tex=1,
@@ -336,9 +325,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     arrays = None
     if readback:
         with timer.stage("readback"):
-            rgba = np.frombuffer(out_rgba.read(), dtype=np.float32).reshape(H, W, 4)
-            depth = np.frombuffer(out_depth.read(), dtype=np.float32).reshape(H, W, 1)
-            arrays = (rgba, depth)
+            arrays = read_images(out_rgba, out_depth)
     raw = np.frombuffer(st.counters.read(), dtype=np.uint32)
     check_error(ctx, "voxels march")
     c = {name: int(v) for name, v in zip(COUNTERS, raw, strict=True)}
@@ -375,11 +362,4 @@ def render_voxels(
             stats=stats,
             extras={"texture": out_rgba, "depth_texture": out_depth},
         )
-    rgba, depth = arrays
-    rgba_t = torch.from_numpy(rgba.copy())
-    return Frame(
-        rgb=rgba_t[..., :3].contiguous(),
-        alpha=rgba_t[..., 3:].contiguous(),
-        depth=torch.from_numpy(depth.copy()),
-        stats=stats,
-    )
+    return to_frame(*arrays, stats)

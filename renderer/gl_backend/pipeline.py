@@ -1,0 +1,207 @@
+"""Scaffolding shared by the GL compute pipelines (gaussians, convex, markers, slice4d, voxels).
+
+    Textures(ctx)            named NEAREST textures, remade when size, components or dtype change
+    held(*parts, queries)    {'objects', 'bytes'} of what a pipeline holds (resource_stats)
+    scene_key / is_current   when a scene's upload is still valid (same object, unchanged tensors)
+    GeomShBuffers            a splat scene's upload: geom and sh buffers (gaussians, convex)
+    camera_uniforms, capped_degree, depth_range   what the projection and blend passes are given
+    FrameRun                 one draw(): stage timer, the stage named in GL errors, debug checks
+    read_images / to_frame   the (rgba, depth) output images read back into a Frame
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+from .. import colormap
+from ..profiling import StageTimer
+from ..types import Camera, Frame, FrameStats, RenderSettings
+from .binning import nearest_texture
+from .context import check_error, debug_enabled
+
+
+class Textures:
+    """Textures by name for texelFetch/imageStore; `count` and `nbytes` describe what is held."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.held: dict[str, object] = {}
+
+    def get(self, name: str, size: tuple[int, int], components: int, dtype: str = "f4"):
+        """The texture `name` of this size, components and dtype (made anew when any differs)."""
+        tex = self.held.get(name)
+        if tex is not None and tex.size == size and tex.components == components and tex.dtype == dtype:
+            return tex
+        if tex is not None:
+            tex.release()
+        tex = self.held[name] = nearest_texture(self.ctx, size, components, dtype)
+        return tex
+
+    def height(self, name: str) -> int:
+        """Rows of the texture `name` (0 when none): record textures never shrink within a scene."""
+        tex = self.held.get(name)
+        return 0 if tex is None else tex.height
+
+    def drop(self, *prefixes: str) -> None:
+        """Release the textures whose names start with any of `prefixes`."""
+        for name in [k for k in self.held if k.startswith(prefixes)]:
+            self.held.pop(name).release()
+
+    @property
+    def count(self) -> int:
+        return len(self.held)
+
+    @property
+    def nbytes(self) -> int:
+        # 4 bytes a component: the pipelines hold f4, u4 and i4 textures only.
+        return sum(t.width * t.height * t.components * 4 for t in self.held.values())
+
+    def release(self) -> None:
+        for t in self.held.values():
+            t.release()
+        self.held.clear()
+
+
+def held(*parts, queries: dict | None = None) -> dict:
+    """{'objects': count, 'bytes': total} over parts with .count and .nbytes (None: nothing held),
+    plus the timer queries of a StageTimer pool (objects without a byte size)."""
+    parts = [p for p in parts if p is not None]
+    return {"objects": sum(p.count for p in parts) + len(queries or ()),
+            "bytes": sum(p.nbytes for p in parts)}
+
+
+def scene_key(scene, tensors, *extra) -> tuple:
+    """(id, length, *extra, the tensors' in-place version counters and storage): equal while the
+    same scene object is unchanged."""
+    return (id(scene), len(scene), *extra, tuple(int(t._version) for t in tensors),
+            tuple(t.data_ptr() for t in tensors))
+
+
+def is_current(upload, scene, key_of) -> bool:
+    """True when `upload` (None, or anything with .ref, a weakref, and .key) was made from this
+    scene object and key_of(scene) still equals its key."""
+    return upload is not None and upload.ref() is scene and upload.key == key_of(scene)
+
+
+class GeomShBuffers:
+    """A splat scene's upload: per-primitive `geom` and `sh` GL buffers, its robust box (`bounds`)
+    and the `key`/`ref` that is_current checks. Subclasses fill the arrays, then call store()."""
+
+    count = 2  # GL buffers held
+
+    def store(self, ctx, scene, geom: np.ndarray, sh: np.ndarray, key: tuple, empty_geom: int = 16) -> None:
+        """Upload geom [n, ...] and sh [n, K, 3] float32 (n = 0: placeholder bytes; no empty GL buffers)."""
+        self.geom = ctx.buffer(geom.tobytes() if len(geom) else b"\0" * empty_geom)
+        self.sh = ctx.buffer(sh.tobytes() if len(sh) else b"\0" * 16)
+        self.bounds = scene.bounds()
+        self.key = key
+        self.ref = weakref.ref(scene)
+
+    @property
+    def nbytes(self) -> int:
+        return self.geom.size + self.sh.size
+
+    def release(self) -> None:
+        self.geom.release()
+        self.sh.release()
+
+
+def camera_uniforms(camera: Camera) -> dict:
+    """view_rot, view_trans, cam_pos, intrinsics, image_size of the projection passes."""
+    view = camera.T_camera_world.astype(np.float32)
+    return dict(view_rot=tuple(view[:3, :3].T.flatten()),  # GLSL mat3 is column-major
+                view_trans=tuple(view[:3, 3]), cam_pos=tuple(camera.position.astype(np.float32)),
+                intrinsics=(camera.fx, camera.fy, camera.cx, camera.cy),
+                image_size=(int(camera.width), int(camera.height)))
+
+
+def capped_degree(degree: int, cap: int | None) -> int:
+    """The SH degree drawn: the scene's, or at most `cap` (RenderSettings.sh_degree) when given."""
+    return degree if cap is None else max(0, min(int(cap), degree))
+
+
+def depth_range(settings: RenderSettings, camera: Camera, bounds: np.ndarray) -> tuple:
+    """(near, far) of the depth colour map: settings.depth_range, else auto from bounds [2, 3];
+    (0, 1) outside mode "depth"."""
+    if settings.mode != "depth":
+        return (0.0, 1.0)
+    return settings.depth_range or colormap.auto_depth_range(bounds, camera.T_camera_world, camera.near)
+
+
+class FrameRun:
+    """One draw(): times its stages, remembers the stage running and checks GL errors.
+
+        run = FrameRun(ctx, timing, queries)
+        with run.upload():
+            buffers = ...             # wall time; in the stats when over 1 ms
+        with run:                     # an error names run.current in any GL error raised with it;
+            with run.stage("blend"):  # at the end ctx.error is checked once ("frame (last stage: ..)")
+                ...                   # with RADVIEW_GL_DEBUG=1, after every stage as well
+        stats = run.stats({"visible": ...})
+    """
+
+    def __init__(self, ctx, timing: str, queries: dict, label: str = "frame"):
+        self.ctx = ctx
+        self.timer = StageTimer(ctx, timing, queries)
+        self.debug = debug_enabled()
+        self.label = label
+        self.current = "upload"
+        self.upload_ms = 0.0
+
+    @contextmanager
+    def upload(self):
+        t0 = time.perf_counter()
+        yield
+        self.upload_ms = (time.perf_counter() - t0) * 1e3
+
+    @contextmanager
+    def stage(self, name: str):
+        self.current = name
+        with self.timer.stage(name):
+            yield
+        if self.debug:
+            check_error(self.ctx, name)
+
+    def __enter__(self) -> FrameRun:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is not None:
+            check_error(self.ctx, self.current)  # name the stage in any GL error raised alongside a failure
+        else:
+            check_error(self.ctx, f"{self.label} (last stage: {self.current})")
+        return False
+
+    def stats(self, counters: dict) -> FrameStats:
+        """FrameStats of the stages timed (reads pending GL queries), "upload" when over 1 ms."""
+        stats = FrameStats(stages_ms=self.timer.results(), backend="gl", counters=counters)
+        if self.upload_ms > 1.0:
+            stats.stages_ms["upload"] = self.upload_ms
+        return stats
+
+
+def read_images(rgba_tex, depth_tex) -> tuple[np.ndarray, np.ndarray]:
+    """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1]."""
+    W, H = rgba_tex.size
+    rgba = np.frombuffer(rgba_tex.read(), dtype=np.float32).reshape(H, W, 4)
+    depth = np.frombuffer(depth_tex.read(), dtype=np.float32).reshape(H, W, 1)
+    return rgba, depth
+
+
+def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,
+             normals: np.ndarray | None = None) -> Frame:
+    """Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] (and normals [H,W,3]) from read-back arrays."""
+    rgba_t = torch.from_numpy(rgba.copy())
+    return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
+                 depth=torch.from_numpy(depth.copy()),
+                 normals=None if normals is None else torch.from_numpy(np.ascontiguousarray(normals)),
+                 stats=stats)
+
+
+__all__ = ["Textures", "held", "scene_key", "is_current", "GeomShBuffers", "camera_uniforms", "capped_degree",
+           "depth_range", "FrameRun", "read_images", "to_frame"]
