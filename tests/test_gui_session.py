@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from conftest import random_gaussians, shared_file  # noqa: E402
+from guikit import WAIT_MS, no_escaped_exceptions  # noqa: E402,F401 - the fixture is activated by importing it
 
 from app import workers  # noqa: E402
 from app.messages import LoadCancelled, LoadFailed, LoadStarted, SceneLoaded  # noqa: E402
@@ -20,15 +20,6 @@ from app.workers import running_threads  # noqa: E402
 pytestmark = pytest.mark.gui
 
 SCENE = "3dgs_ply/kacytran1122_try_iter7000_point_cloud.ply"
-WAIT_MS = 60000
-
-
-@pytest.fixture(autouse=True)
-def no_escaped_exceptions(monkeypatch):
-    seen = []
-    monkeypatch.setattr(sys, "excepthook", lambda *exc: seen.append(exc))
-    yield seen
-    assert not seen, f"exceptions escaped to the event loop: {seen}"
 
 
 @pytest.fixture

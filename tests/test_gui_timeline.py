@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 
-import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -20,40 +18,25 @@ if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not (os.environ.get("DISP
 
 import torch  # noqa: E402
 from conftest import psnr, random_gaussians, save_diff  # noqa: E402
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
-from PySide6.QtGui import QImage  # noqa: E402
+from guikit import (  # noqa: E402,F401 - fixtures are activated by importing them
+    WAIT_MS,
+    grab,
+    isolated_settings,
+    no_escaped_exceptions,
+    no_thread_left,
+    not_background,
+    settle,
+)
+from PySide6.QtCore import Qt  # noqa: E402
 
 from app.main_window import MainWindow  # noqa: E402
 from app.messages import StatusMessage  # noqa: E402
 from app.panels.timeline import SLIDER_STEPS  # noqa: E402
-from app.workers import running_threads  # noqa: E402
 from scenes import Gaussian4DScene, save_scene  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 SIZE = (200, 150)
-WAIT_MS = 60000  # generous: several helpers may share 2 cores while this runs
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    yield
-
-
-@pytest.fixture(autouse=True)
-def no_escaped_exceptions(monkeypatch):
-    seen = []
-    monkeypatch.setattr(sys, "excepthook", lambda *exc: seen.append(exc))
-    yield seen
-    assert not seen, f"exceptions escaped to the event loop: {seen}"
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left():
-    yield
-    left = running_threads()
-    assert not left, f"threads still running after the test: {left}"
 
 
 @pytest.fixture
@@ -67,26 +50,6 @@ def win(qtbot):
     qtbot.waitActive(w)
     yield w
     w.close()
-
-
-def settle(qtbot, w: MainWindow):
-    vp = w.viewport
-    vp.update()
-    qtbot.waitUntil(lambda: not vp.interactive and not w.session.loading and vp.frame_current(),
-                    timeout=WAIT_MS)
-
-
-def grab(qtbot, w: MainWindow) -> torch.Tensor:
-    """The viewport's framebuffer as [H, W, 3] float in [0, 1]."""
-    settle(qtbot, w)
-    img = w.viewport.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
-    h, wd, bpl = img.height(), img.width(), img.bytesPerLine()
-    a = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)[:, : wd * 3]
-    return torch.from_numpy(a.reshape(h, wd, 3).astype(np.float32) / 255.0)
-
-
-def not_background(img: torch.Tensor, bg=(0.0, 0.0, 0.0)) -> float:
-    return float(((img - torch.tensor(bg)).abs().amax(-1) > 4 / 255).float().mean())
 
 
 def open_and_wait(qtbot, w: MainWindow, path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 
 import numpy as np
@@ -21,7 +20,16 @@ if os.environ.get("QT_QPA_PLATFORM") == "offscreen" or not (os.environ.get("DISP
 
 import torch  # noqa: E402
 from conftest import psnr, random_gaussians, save_diff, shared_file  # noqa: E402
-from PySide6.QtCore import QEvent, QMimeData, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from guikit import (  # noqa: E402,F401 - fixtures are activated by importing them
+    WAIT_MS,
+    grab,
+    isolated_settings,
+    no_escaped_exceptions,
+    no_thread_left,
+    not_background,
+    settle,
+)
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication, QImage, QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
@@ -33,30 +41,6 @@ pytestmark = pytest.mark.gui
 
 SCENE = "3dgs_ply/kacytran1122_try_iter7000_point_cloud.ply"
 SIZE = (320, 240)
-WAIT_MS = 60000  # generous: 8 helpers may share 2 cores while this runs
-
-
-@pytest.fixture(autouse=True)
-def isolated_settings(tmp_path):
-    """Window layout and recent files go to a temporary INI file, not the user's."""
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(tmp_path / "qsettings"))
-    yield
-
-
-@pytest.fixture(autouse=True)
-def no_escaped_exceptions(monkeypatch):
-    """Fail if any exception reaches sys.excepthook (i.e. escaped to the event loop)."""
-    seen = []
-    monkeypatch.setattr(sys, "excepthook", lambda *exc: seen.append(exc))
-    yield seen
-    assert not seen, f"exceptions escaped to the event loop: {seen}"
-
-
-@pytest.fixture(autouse=True)
-def no_thread_left():
-    yield
-    left = running_threads()
-    assert not left, f"threads still running after the test: {left}"
 
 
 def make_window(qtbot) -> MainWindow:
@@ -88,28 +72,6 @@ def drop_files(target, paths):
                       Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(target, drop)
     return drop
-
-
-def settle(qtbot, w: MainWindow):
-    """Wait until the camera rests and the backend delivered the full-resolution view."""
-    vp = w.viewport
-    vp.update()  # a torch view is asked for when the widget paints
-    qtbot.waitUntil(lambda: not vp.interactive and not w.session.loading and vp.frame_current(),
-                    timeout=WAIT_MS)
-
-
-def grab(qtbot, w: MainWindow) -> torch.Tensor:
-    """The viewport's framebuffer as [H, W, 3] float in [0, 1] (it repaints at full resolution)."""
-    settle(qtbot, w)
-    img = w.viewport.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
-    h, wd, bpl = img.height(), img.width(), img.bytesPerLine()
-    a = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)[:, : wd * 3]
-    return torch.from_numpy(a.reshape(h, wd, 3).astype(np.float32) / 255.0)
-
-
-def not_background(img: torch.Tensor, bg=(0.0, 0.0, 0.0)) -> float:
-    """Fraction of pixels differing from the background by more than 4/255."""
-    return float(((img - torch.tensor(bg)).abs().amax(-1) > 4 / 255).float().mean())
 
 
 @pytest.fixture
