@@ -78,6 +78,24 @@ def gl_ctx():
     assert err == "GL_NO_ERROR", f"GL error left at the end of the session: {err}"
 
 
+@pytest.fixture(scope="module")
+def gl(gl_ctx):
+    """A GL renderer on the session's context, one per test module (released after it)."""
+    from renderer import get_renderer
+
+    r = get_renderer("gl", ctx=gl_ctx)
+    yield r
+    r.release()
+
+
+@pytest.fixture(scope="module")
+def torch_r():
+    """The torch reference renderer on the CPU."""
+    from renderer import get_renderer
+
+    return get_renderer("torch")
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     mse = float(((a.float() - b.float()) ** 2).mean())
     return float("inf") if mse == 0 else -10 * math.log10(mse)

@@ -16,18 +16,6 @@ pytestmark = pytest.mark.gl
 W, H = 64, 48
 
 
-@pytest.fixture(scope="module")
-def gl(gl_ctx):
-    r = get_renderer("gl", ctx=gl_ctx)
-    yield r
-    r.release()
-
-
-@pytest.fixture(scope="module")
-def torch_r():
-    return get_renderer("torch")
-
-
 def _scene(n=300, k=6, seed=2, sh_degree=3, quirk=True, size=0.12) -> ConvexScene:
     s = random_convexes(n, k=k, seed=seed, sh_degree=sh_degree, size=size)
     s.sh_center_quirk = quirk

@@ -16,18 +16,6 @@ W, H = 80, 60
 
 
 @pytest.fixture(scope="module")
-def gl(gl_ctx):
-    r = get_renderer("gl", ctx=gl_ctx)
-    yield r
-    r.release()
-
-
-@pytest.fixture(scope="module")
-def torch_r():
-    return get_renderer("torch")
-
-
-@pytest.fixture(scope="module")
 def scene():
     # Larger than the bench's Gaussians so a small image still shows structure.
     return random_gaussians(3000, seed=3, log_scale=-3.3)

@@ -44,18 +44,6 @@ def make_scene(model: str, n: int = 2000, seed: int = 0, time_blocks: int = 3) -
 
 
 @pytest.fixture(scope="module")
-def gl(gl_ctx):
-    r = get_renderer("gl", ctx=gl_ctx)
-    yield r
-    r.release()
-
-
-@pytest.fixture(scope="module")
-def torch_r():
-    return get_renderer("torch")
-
-
-@pytest.fixture(scope="module")
 def scenes() -> dict:
     return {"rotor": make_scene("rotor", seed=1), "yang": make_scene("yang", seed=2)}
 

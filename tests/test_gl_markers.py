@@ -32,13 +32,6 @@ BG = (0.1, 0.2, 0.3)
 MAX_MISMATCH = 0.005
 
 
-@pytest.fixture(scope="module")
-def gl(gl_ctx):
-    r = get_renderer("gl", ctx=gl_ctx)
-    yield r
-    r.release()
-
-
 def f64(scene: GaussianScene) -> GaussianScene:
     return scene.map(lambda t: t.double())
 
