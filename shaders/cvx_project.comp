@@ -5,7 +5,7 @@
 // rectangle, SH colour, sort key. Everything per convex stays in registers (NPTS <= 8).
 // Bindings (std430 storage buffers):
 //   0 geom  vec4[N * (NPTS + 1)]  per convex: NPTS points (x, y, z, 0), then (delta, sigma, opacity, 0)
-//   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel
+//   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
 //   image 0 rec (rgba32f, PAIR_TEX_W wide): out, CVX_REC texels per convex (cvx_common.glsl)
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of the centre's view z; INVALID_KEY: culled
@@ -13,7 +13,7 @@
 //   5 vals  uint[N]   out: convex index
 //   6 counters uint[] [0] += convexes with a key, [2] += (tile, convex) pairs, [3] += visible
 //                     (passed the twin's culling, on screen or not: the twin's "visible")
-// Defines: NPTS, BLEND_TILE (16: the twin's 16 px getRect tiles exactly; 8: 8 px sub-tiles of that
+// Defines: SH_K (sh.glsl), NPTS, BLEND_TILE (16: the twin's 16 px getRect tiles exactly; 8: 8 px sub-tiles of that
 //   rectangle that the convex can reach with alpha >= 1/255).
 // References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
 // > preprocessCUDA (near 0.2, 1e4 px cull, bounds), auxiliary.h (getRect); twin:
@@ -24,7 +24,6 @@
 layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
-layout(std430, binding = 1) readonly buffer SH { float sh[]; };
 layout(rgba32f, binding = 0) writeonly uniform image2D rec;
 layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
@@ -39,7 +38,6 @@ uniform vec3 cam_pos;       // camera centre, world
 uniform vec4 intrinsics;    // fx, fy, cx, cy
 uniform ivec2 image_size;
 uniform uvec2 tiles;        // 16 px tiles_x, tiles_y
-uniform int sh_k;           // coefficients stored per convex
 uniform int sh_degree;      // degree evaluated (<= the stored one)
 uniform int sh_quirk;       // 1: SH direction towards vec3(centre.z) as the 3DCS rasterizer
 
@@ -253,7 +251,7 @@ void main() {
 
     vec3 target = sh_quirk != 0 ? vec3(centre.z) : centre;
     vec3 dir = normalize(target - cam_pos);
-    vec3 rgb = max(eval_sh(g, sh_k, sh_degree, dir) + 0.5, vec3(0.0));
+    vec3 rgb = max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0));
 
     imageStore(rec, cvx_coord(g, 0), vec4(c2d, zs, opacity));
     imageStore(rec, cvx_coord(g, 1), vec4(rgb, z));

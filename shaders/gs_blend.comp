@@ -3,10 +3,14 @@
 // One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one column.
 // Tuned for llvmpipe (gaussians.py picks gs_blend_hw.comp on GPUs), where a work group runs as
 // 8-wide SIMD vectors and a texelFetch is a gather per lane: the pairs are walked in batches of
-// BATCH (= the subgroup size), each lane fetching one pair's record, which readInvocationARB then
-// broadcasts to the lanes one pair after the other (one gather serves BATCH pairs, not one).
+// BATCH (= the subgroup size), each lane fetching one pair's record into its subgroup's slice of
+// shared memory, which every lane then reads pair after pair (one gather serves BATCH pairs). On
+// llvmpipe a shared-memory vec4 read costs one lane loop for four floats; readInvocationARB took
+// one such loop per float (measured: the whole blend ~15% slower with broadcasts).
 // The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
-// for the broadcasts. Per pixel: a log2-scaled quadratic (coefficients prepared per lane and
+// to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
+// own stores are visible to its loads without a barrier; otherwise the work group must be one
+// subgroup and barrier() orders the staging. Per pixel: a log2-scaled quadratic (coefficients prepared per lane and
 // pair), exp2, and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask):
 // a finished pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
@@ -17,7 +21,7 @@
 //   so a tile may hold up to ~65535 * BATCH pairs.
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
 //   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
-//   colour-mapped, 2 alpha).
+//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
@@ -51,6 +55,18 @@ const float MAX_ALPHA = 0.99;
 const float LOG2_ALPHA_MIN = -7.9943534;   // log2(1 / 255)
 const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
+
+#if BATCH > 1
+// Staged records, one slice per subgroup: (mean2d, q.xy), (q.z, log2 opacity), (rgb, depth).
+const uint SUBGROUPS = uint(BLEND_TILE * STEP + BATCH - 1) / uint(BATCH);
+shared vec4 s_r0[SUBGROUPS * BATCH], s_r2[SUBGROUPS * BATCH];
+shared vec2 s_r1[SUBGROUPS * BATCH];
+#ifdef LOCKSTEP
+#define SYNC()
+#else
+#define SYNC() barrier()
+#endif
+#endif
 
 float T[PPT];   // transmittance; -T once the pixel has stopped (T would drop below T_MIN)
 vec3 C[PPT];
@@ -88,7 +104,7 @@ void main() {
     int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 
     for (int k = 0; k < PPT; ++k) {
-        // Pixels outside the image start stopped (their lanes still take part in the broadcasts).
+        // Pixels outside the image start stopped (their lanes still stage records).
         bool outside = px >= image_size.x || py0 + k >= image_size.y;
         T[k] = outside ? -1.0 : 1.0; C[k] = vec3(0.0); D[k] = 0.0;
     }
@@ -97,19 +113,19 @@ void main() {
     bool live = true;
 #if BATCH > 1
     uint lane = gl_SubGroupInvocationARB;
+    uint slice = gl_LocalInvocationIndex - lane;   // this subgroup's first slot
     for (uint base = start; base < end && anyInvocationARB(live); base += uint(BATCH)) {
         uint p = base + lane;
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, end - 1u)), 0).r);
-        vec4 r0 = texelFetch(rec0, pc, 0);
         vec4 r1 = texelFetch(rec1, pc, 0);
-        vec4 r2 = texelFetch(rec2, pc, 0);
-        float lo = p < end ? r1.y : -1e30;   // past the tile's end: a log2(opacity) that fails every test
-        // Unrolled by hand: llvmpipe keeps a loop over j (dynamic lane index: several times slower).
-#define PAIR(j) blend_one(readInvocationARB(r0.x, j) - fx, readInvocationARB(r0.y, j) - fy, \
-                          vec3(readInvocationARB(r0.z, j), readInvocationARB(r0.w, j), readInvocationARB(r1.x, j)), \
-                          readInvocationARB(lo, j), \
-                          vec4(readInvocationARB(r2.x, j), readInvocationARB(r2.y, j), readInvocationARB(r2.z, j), \
-                               readInvocationARB(r2.w, j)));
+        s_r0[slice + lane] = texelFetch(rec0, pc, 0);
+        // Past the tile's end: a log2(opacity) that fails every test.
+        s_r1[slice + lane] = vec2(r1.x, p < end ? r1.y : -1e30);
+        s_r2[slice + lane] = texelFetch(rec2, pc, 0);
+        SYNC();
+        // Unrolled by hand: one vector load per record and pair, no loop bookkeeping.
+#define PAIR(j) { vec4 a = s_r0[slice + j]; vec2 b = s_r1[slice + j]; \
+                  blend_one(a.x - fx, a.y - fy, vec3(a.zw, b.x), b.y, s_r2[slice + j]); }
         PAIR(0) PAIR(1) PAIR(2) PAIR(3)
 #if BATCH > 4
         PAIR(4) PAIR(5) PAIR(6) PAIR(7)
@@ -117,11 +133,12 @@ void main() {
 #if BATCH > 8
         PAIR(8) PAIR(9) PAIR(10) PAIR(11) PAIR(12) PAIR(13) PAIR(14) PAIR(15)
 #endif
+        SYNC();
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }
 #else
-    // No subgroup broadcasts (BATCH 1): every lane fetches the same pair's record.
+    // No subgroups (BATCH 1): every lane fetches the same pair's record.
     for (uint p = start; p < end && live; ++p) {
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
         vec4 r0 = texelFetch(rec0, pc, 0);

@@ -3,7 +3,7 @@
 // Bindings (std430 storage buffers):
 //   0 geom  vec4[3N]  per Gaussian (mean.xyz, opacity), then (quat wxyz) and (scale.xyz, 0),
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
-//   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel
+//   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
 //   images 0..2 rec0..rec2 (rgba32f, PAIR_TEX_W wide): out, projected record of Gaussian g at
 //            pair_coord(g) (gs_common.glsl)
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
@@ -11,7 +11,8 @@
 //   5 vals  uint[N]   out: Gaussian index
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
-//   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory).
+//   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
+//   SH_K (SH coefficients stored per Gaussian, sh.glsl).
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
 #include "gs_common.glsl"
@@ -19,7 +20,6 @@
 layout(local_size_x = 128) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
-layout(std430, binding = 1) readonly buffer SH { float sh[]; };
 layout(rgba32f, binding = 0) writeonly uniform image2D rec0;
 layout(rgba32f, binding = 1) writeonly uniform image2D rec1;
 layout(rgba32f, binding = 2) writeonly uniform image2D rec2;
@@ -39,7 +39,6 @@ uniform uvec2 tiles;        // tiles_x, tiles_y
 uniform vec2 near_far;
 uniform float splat_scale;
 uniform int mip;            // 1: "mip" opacity compensation, 0: "classic"
-uniform int sh_k;           // coefficients stored per Gaussian (K)
 uniform int sh_degree;      // degree evaluated (<= the stored one)
 
 const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
@@ -140,7 +139,7 @@ void project(uint g, inout uint vis, inout uint pairs) {
 #endif
 
     vec3 dir = normalize(mean - cam_pos);
-    vec3 rgb = max(eval_sh(g, sh_k, sh_degree, dir) + 0.5, vec3(0.0));
+    vec3 rgb = max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0));
 
     float inv_det = 1.0 / det;
     vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);

@@ -1,5 +1,9 @@
 // sh.glsl: real spherical harmonics colour up to degree 3, INRIA coefficient order (include-only).
-// Bindings: reads the `sh` float array declared by the including shader (index (g*K + k)*3 + channel).
+// Bindings: declares std430 binding 1 `SH`: SH_K * 3 floats per primitive (coefficient-major,
+//   then channel), read as vec4s where SH_K * 3 is a multiple of 4 (SH_K = 4 or 16): on llvmpipe a
+//   storage-buffer read is a loop over the SIMD lanes, so 12 vec4 reads instead of 48 floats made
+//   gs_project.comp ~35% faster at degree 3.
+// Defines: SH_K, the coefficients stored per primitive (1, 4, 9 or 16), so that the loads unroll.
 // Reference: REFERENCE.md 1.2; constants from graphdeco-inria/diff-gaussian-rasterization >
 // cuda_rasterizer/auxiliary.h (SH_C0..SH_C3); twin: renderer/torch_backend/sh.py.
 const float SH_C0 = 0.28209479177387814;
@@ -10,29 +14,54 @@ const float SH_C3[7] = float[7](-0.5900435899266435, 2.890611442640554, -0.45704
                                 0.3731763325901154, -0.4570457994644658, 1.445305721320277,
                                 -0.5900435899266435);
 
-vec3 sh_coef(uint g, int K, int k) {
-    uint i = (g * uint(K) + uint(k)) * 3u;
-    return vec3(sh[i], sh[i + 1u], sh[i + 2u]);
+#define SH_FLOATS (SH_K * 3)
+#if SH_FLOATS % 4 == 0
+layout(std430, binding = 1) readonly buffer SH { vec4 sh4[]; };
+#else
+layout(std430, binding = 1) readonly buffer SH { float sh[]; };
+#endif
+float sh_c[SH_FLOATS];   // the coefficients of the primitive being shaded
+
+void load_sh(uint g) {
+#if SH_FLOATS % 4 == 0
+    for (int i = 0; i < SH_FLOATS / 4; ++i) {
+        vec4 v = sh4[g * uint(SH_FLOATS / 4) + uint(i)];
+        sh_c[4 * i] = v.x; sh_c[4 * i + 1] = v.y; sh_c[4 * i + 2] = v.z; sh_c[4 * i + 3] = v.w;
+    }
+#else
+    for (int i = 0; i < SH_FLOATS; ++i) sh_c[i] = sh[g * uint(SH_FLOATS) + uint(i)];
+#endif
 }
 
-// Sum_k c_k Y_k(dir) for k < (degree+1)^2; dir is a unit vector.
-vec3 eval_sh(uint g, int K, int degree, vec3 dir) {
-    vec3 result = SH_C0 * sh_coef(g, K, 0);
+vec3 sh_coef(int k) {
+    return vec3(sh_c[3 * k], sh_c[3 * k + 1], sh_c[3 * k + 2]);
+}
+
+// Sum_k c_k Y_k(dir) for k < (degree+1)^2 of primitive g (degree <= the stored one); dir: unit.
+vec3 eval_sh(uint g, int degree, vec3 dir) {
+    load_sh(g);
+    vec3 result = SH_C0 * sh_coef(0);
+#if SH_K >= 4
     if (degree < 1) return result;
     float x = dir.x, y = dir.y, z = dir.z;
-    result += -SH_C1 * y * sh_coef(g, K, 1) + SH_C1 * z * sh_coef(g, K, 2) - SH_C1 * x * sh_coef(g, K, 3);
+    result += -SH_C1 * y * sh_coef(1) + SH_C1 * z * sh_coef(2) - SH_C1 * x * sh_coef(3);
+#if SH_K >= 9
     if (degree < 2) return result;
     float xx = x * x, yy = y * y, zz = z * z, xy = x * y, yz = y * z, xz = x * z;
-    result += SH_C2[0] * xy * sh_coef(g, K, 4) + SH_C2[1] * yz * sh_coef(g, K, 5)
-            + SH_C2[2] * (2.0 * zz - xx - yy) * sh_coef(g, K, 6)
-            + SH_C2[3] * xz * sh_coef(g, K, 7) + SH_C2[4] * (xx - yy) * sh_coef(g, K, 8);
+    result += SH_C2[0] * xy * sh_coef(4) + SH_C2[1] * yz * sh_coef(5)
+            + SH_C2[2] * (2.0 * zz - xx - yy) * sh_coef(6)
+            + SH_C2[3] * xz * sh_coef(7) + SH_C2[4] * (xx - yy) * sh_coef(8);
+#if SH_K >= 16
     if (degree < 3) return result;
-    result += SH_C3[0] * y * (3.0 * xx - yy) * sh_coef(g, K, 9)
-            + SH_C3[1] * xy * z * sh_coef(g, K, 10)
-            + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh_coef(g, K, 11)
-            + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh_coef(g, K, 12)
-            + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh_coef(g, K, 13)
-            + SH_C3[5] * z * (xx - yy) * sh_coef(g, K, 14)
-            + SH_C3[6] * x * (xx - 3.0 * yy) * sh_coef(g, K, 15);
+    result += SH_C3[0] * y * (3.0 * xx - yy) * sh_coef(9)
+            + SH_C3[1] * xy * z * sh_coef(10)
+            + SH_C3[2] * y * (4.0 * zz - xx - yy) * sh_coef(11)
+            + SH_C3[3] * z * (2.0 * zz - 3.0 * xx - 3.0 * yy) * sh_coef(12)
+            + SH_C3[4] * x * (4.0 * zz - xx - yy) * sh_coef(13)
+            + SH_C3[5] * z * (xx - yy) * sh_coef(14)
+            + SH_C3[6] * x * (xx - 3.0 * yy) * sh_coef(15);
+#endif
+#endif
+#endif
     return result;
 }

@@ -266,3 +266,20 @@ def test_dense_frames_switch_binning_or_fail_clearly(gl_ctx):
     with pytest.raises(RuntimeError, match="more than this GL implementation can bin"):
         p.render(scene, cam, RenderSettings())
     p.release()
+
+
+def test_software_blend_with_barriers_gives_the_lockstep_image(gl_ctx):
+    """gs_blend.comp off llvmpipe orders its shared-memory staging with barrier(); that build, and
+    the unbatched one, run here too and must match the lockstep build exactly."""
+    scene = random_gaussians(3000, seed=23, log_scale=-3.4)
+    cam = orbit_camera(width=96, height=72)
+    frames = []
+    for lockstep, batch in ((True, None), (False, None), (True, 1)):
+        p = GaussianPipeline(gl_ctx, timing="off")
+        p.lockstep = lockstep
+        p.batch = batch or p.batch
+        frames.append(p.render(scene, cam, RenderSettings()))
+        p.release()
+    for f in frames[1:]:
+        assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
+        assert frames[0].stats.counters == f.stats.counters

@@ -163,14 +163,15 @@ class ConvexPipeline:
                 with run.stage("project"):
                     rec = self._record_texture(n, k)
                     rec.bind_to_image(0, read=False, write=True)
-                    cs = compute_shader(ctx, "cvx_project.comp", {"NPTS": k, "BLEND_TILE": bt})
+                    defs = {"NPTS": k, "BLEND_TILE": bt, "SH_K": sb.sh_k}
+                    cs = compute_shader(ctx, "cvx_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
                     degree = capped_degree(sb.degree, settings.sh_degree)
                     set_uniforms(
                         cs, n=n, **camera_uniforms(camera),
                         tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE),
-                        sh_k=sb.sh_k, sh_degree=degree, sh_quirk=int(sb.quirk))
+                        sh_degree=degree, sh_quirk=int(sb.quirk))
                     cs.run(groups(n, 64))
                     ctx.memory_barrier()
                     cnt = np.frombuffer(counters.read(16), dtype=np.uint32)

@@ -120,8 +120,14 @@ class GaussianPipeline:
         # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
         # memory batches) and bin in parallel (bin_par.comp).
         self.blend = ("software" if self.software else "hardware") if blend == "auto" else blend
-        # Software blend: pairs per subgroup broadcast batch (gs_blend.comp); 1 = no broadcasts.
+        # Software blend: pairs per staged batch (gs_blend.comp, the subgroup size); 1 = unbatched.
         self.batch = subgroup_size(ctx) if subgroup_size(ctx) in (4, 8, 16) else 1
+        # gs_blend.comp stages records in shared memory per subgroup: llvmpipe runs a subgroup as one
+        # SIMD vector, so no barrier is needed there (barrier() measured 13% of that blend).
+        self.lockstep = "llvmpipe" in str(ctx.info.get("GL_RENDERER", "")).lower()
+        group = blend_tile * (blend_tile // pixels_per_thread)  # invocations per work group
+        if not self.lockstep and self.batch > 1 and group > self.batch:
+            self.batch = 1  # barriers need the work group to be one subgroup (uniform loop exit)
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
@@ -196,7 +202,7 @@ class GaussianPipeline:
                     recs = self._record_textures(n)
                     for i, t in enumerate(recs):
                         t.bind_to_image(i, read=False, write=True)
-                    defs = {"BLEND_TILE": bt, **({"HAS_COVARS": 1} if sb.has_covars else {}),
+                    defs = {"BLEND_TILE": bt, "SH_K": sb.k, **({"HAS_COVARS": 1} if sb.has_covars else {}),
                             **({} if self.software else {"GROUP_ATOMICS": 1})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
@@ -207,7 +213,7 @@ class GaussianPipeline:
                         tiles=((W + TILE - 1) // TILE, (H + TILE - 1) // TILE),
                         near_far=(camera.near, min(camera.far, 3e38)),
                         splat_scale=float(settings.splat_scale), mip=int(settings.antialias == "mip"),
-                        sh_k=sb.k, sh_degree=degree)
+                        sh_degree=degree)
                     cs.run(groups(n, 128))
                     ctx.memory_barrier()
                     cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
@@ -231,7 +237,7 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
-                            "MODE": MODES[settings.mode]}
+                            "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
