@@ -269,13 +269,14 @@ def test_dense_frames_switch_binning_or_fail_clearly(gl_ctx):
 
 
 def test_software_blend_with_barriers_gives_the_lockstep_image(gl_ctx):
-    """gs_blend.comp off llvmpipe orders its shared-memory staging with barrier(); that build, and
-    the unbatched one, run here too and must match the lockstep build exactly."""
+    """gs_blend.comp off llvmpipe orders its shared-memory staging with barrier(); that build, the
+    unbatched one and a work group of two subgroups (4 px per invocation: per-subgroup slices of
+    the staging) run here too and must match the lockstep build exactly."""
     scene = random_gaussians(3000, seed=23, log_scale=-3.4)
     cam = orbit_camera(width=96, height=72)
     frames = []
-    for lockstep, batch in ((True, None), (False, None), (True, 1)):
-        p = GaussianPipeline(gl_ctx, timing="off")
+    for lockstep, batch, ppt in ((True, None, 8), (False, None, 8), (True, 1, 8), (True, None, 4)):
+        p = GaussianPipeline(gl_ctx, timing="off", pixels_per_thread=ppt)
         p.lockstep = lockstep
         p.batch = batch or p.batch
         frames.append(p.render(scene, cam, RenderSettings()))

@@ -25,7 +25,7 @@ import numpy as np
 
 from .context import is_software
 from .shaders import compute_shader
-from .sort import GROUP, Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 # Binning chunks: one invocation walks a chunk of depth-sorted primitives serially. llvmpipe ends
@@ -36,6 +36,7 @@ PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 # checked against the projection's: on a mismatch the frame is binned again with twice the
 # chunks, and later frames start from the chunk count that worked.
 PAIRS_PER_CHUNK = 8192
+BIN_GROUP = 64  # bin.comp local size (chunk walks per work group)
 SORT_MODES = ("gpu", "cpu")
 # Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: few long invocations, the
 # fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile atomic counters
@@ -163,9 +164,9 @@ class TileBinning:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": GROUP})
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": BIN_GROUP})
         set_uniforms(cs, **uni)
-        cs.run(groups(chunks))
+        cs.run(groups(chunks, BIN_GROUP))
         ctx.memory_barrier()
         exclusive_scan(ctx, self.scratch, hist, m)
         n_pairs = scan_total(self.scratch, m)
@@ -175,9 +176,9 @@ class TileBinning:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 1, "BIN_GROUP": GROUP})
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 1, "BIN_GROUP": BIN_GROUP})
         set_uniforms(cs, **uni)
-        cs.run(groups(chunks))
+        cs.run(groups(chunks, BIN_GROUP))
         ctx.memory_barrier()
         return chunks, hist, n_pairs
 
