@@ -7,8 +7,9 @@ Stages (shaders/ in brackets):
     bin      [bin.comp or, on GPUs, bin_par.comp; scan.comp]  depth-sorted Gaussians bucketed
                                 stably into tiles (binning.py); each pair's
                                 Gaussian id goes into an R32UI texture (records: RGBA32F textures)
-    blend    [gs_blend.comp on CPU rasterizers: SIMD lanes share each pair's record by subgroup
-              broadcasts; gs_blend_hw.comp on GPUs: a pixel per invocation, shared-memory batches]
+    blend    [gs_blend.comp on CPU rasterizers: each SIMD lane stages one pair's record in shared
+              memory for its subgroup; gs_blend_hw.comp on GPUs: a pixel per invocation, shared-
+              memory batches]
                                 one work group per tile, front to back, into an RGBA32F image
     readback                    (render only) the image and depth to torch tensors
 
@@ -116,7 +117,7 @@ class GaussianPipeline:
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
-        # gs_blend.comp (8-wide SIMD lanes, subgroup broadcasts, PPT pixels per invocation) and bin
+        # gs_blend.comp (8-wide SIMD lanes, per-subgroup staging, PPT pixels per invocation) and bin
         # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
         # memory batches) and bin in parallel (bin_par.comp).
         self.blend = ("software" if self.software else "hardware") if blend == "auto" else blend

@@ -136,8 +136,8 @@ void main() { size = gl_SubGroupSizeARB; }
 def subgroup_size(ctx) -> int:
     """gl_SubGroupSizeARB of this context (ARB_shader_ballot), or 0 when the extension is missing.
 
-    llvmpipe reports its SIMD width (8 with AVX2, 4 with SSE only); the software blend's batch
-    broadcasts need it as a compile-time constant. Cached on the context object.
+    llvmpipe reports its SIMD width (8 with AVX2, 4 with SSE only); the software blend's staged
+    batches need it as a compile-time constant. Cached on the context object.
     """
     cached = getattr(ctx, "_radview_subgroup", None)
     if cached is not None:
