@@ -126,6 +126,9 @@ class GaussianPipeline:
         # gs_blend.comp stages records in shared memory per subgroup: llvmpipe runs a subgroup as one
         # SIMD vector, so no barrier is needed there (barrier() measured 13% of that blend).
         self.lockstep = "llvmpipe" in str(ctx.info.get("GL_RENDERER", "")).lower()
+        # The software blend writes storage buffers rather than images on CPU rasterizers (cheaper
+        # stores there; gs_blend.comp OUT_BUFFERS); draw() then copies them into its textures.
+        self.out_buffers = self.software
         group = blend_tile * (blend_tile // pixels_per_thread)  # invocations per work group
         if not self.lockstep and self.batch > 1 and group > self.batch:
             self.batch = 1  # barriers need the work group to be one subgroup (uniform loop exit)
@@ -197,6 +200,7 @@ class GaussianPipeline:
         rects, keys, vals, counters = self.binning.projection_buffers(n)
         n_vis = 0
         bins = None
+        out_bufs = None
         with run:
             if n > 0:
                 with run.stage("project"):
@@ -238,8 +242,14 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
-                            "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {})}
+                            "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
+                            **({"OUT_BUFFERS": 1} if self.out_buffers else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
+                    if self.out_buffers:
+                        out_bufs = (self.scratch.get("out_rgba", 16 * W * H),
+                                    self.scratch.get("out_depth", 4 * W * H))
+                        out_bufs[0].bind_to_storage_buffer(2)
+                        out_bufs[1].bind_to_storage_buffer(3)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
                 for i, t in enumerate([pair_ids, *recs]):
@@ -254,7 +264,17 @@ class GaussianPipeline:
                 ctx.memory_barrier()
 
             arrays = None
-            if readback:
+            if out_bufs is not None:
+                # The software blend wrote buffers: read them directly, or copy them into the
+                # textures that draw() returns (a buffer-to-texture copy, no trip through Python).
+                with run.stage("readback" if readback else "blend"):
+                    if readback:
+                        arrays = (np.frombuffer(out_bufs[0].read(16 * W * H), np.float32).reshape(H, W, 4),
+                                  np.frombuffer(out_bufs[1].read(4 * W * H), np.float32).reshape(H, W, 1))
+                    else:
+                        out_rgba.write(out_bufs[0])
+                        out_depth.write(out_bufs[1])
+            elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
             counters_np = np.frombuffer(counters.read(8), dtype=np.uint32)
