@@ -11,8 +11,9 @@
 // iterations in total, so the host sizes chunks to keep each walk far below that and checks the
 // pair count against the projection's.
 // Bindings (std430): 0 sorted_keys uint[], 1 sorted_vals uint[], 2 rects uvec2[N],
-//   4 hist uint[num_tiles * num_chunks]; image 0: pair ids (r32ui, PAIR_TEX_W wide).
-// Defines: PASS, BIN_GROUP (local size). References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
+//   4 hist uint[num_tiles * num_chunks]; image 0: pair ids (r32ui, PAIR_TEX_W wide), or with
+//   PAIR_BUFFER std430 5 uint[] in the same order.
+// Defines: PASS, BIN_GROUP (local size), PAIR_BUFFER. References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
 // rasterizer_impl.cu do the same with a 64-bit key sort); twin: renderer/torch_backend/tiles.py.
 #include "gs_common.glsl"
 
@@ -22,7 +23,11 @@ layout(std430, binding = 0) readonly buffer SortedKeys { uint sorted_keys[]; };
 layout(std430, binding = 1) readonly buffer SortedVals { uint sorted_vals[]; };
 layout(std430, binding = 2) readonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) buffer Hist { uint hist[]; };
-#if PASS == 1
+#if PASS == 1 && defined(PAIR_BUFFER)
+// CPU rasterizers: a storage buffer (the host copies it into the pair texture), as llvmpipe's
+// imageStore costs more than a buffer store.
+layout(std430, binding = 5) writeonly buffer PairIds { uint pair_buf[]; };
+#elif PASS == 1
 layout(r32ui, binding = 0) writeonly uniform uimage2D pair_ids;
 #endif
 
@@ -52,7 +57,11 @@ void main() {
 #else
             uint pos = hist[slot];
             hist[slot] = pos + 1u;
+#ifdef PAIR_BUFFER
+            pair_buf[pos] = g;
+#else
             imageStore(pair_ids, pair_coord(pos), uvec4(g));
+#endif
 #endif
             bool wrap = tx + 1u == r.z;
             tx = wrap ? r.x : tx + 1u;

@@ -85,6 +85,9 @@ class TileBinning:
         self.pair_ids = None  # R32UI texture, grown by 1.5x
         self.chunk_scale = 1  # chunks per PAIRS_PER_CHUNK pairs, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
+        # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
+        # rasterizers (llvmpipe's imageStore costs more than a buffer store plus the copy).
+        self.pair_buffer = is_software(ctx)
         # Largest storage buffer a shader may bind, in uint words (128 MiB on llvmpipe): binding a
         # bigger one is undefined and crashed Mesa, so dense frames switch method or fail clearly.
         self.max_words = int(ctx.info.get("GL_MAX_SHADER_STORAGE_BLOCK_SIZE", 1 << 27)) // 4
@@ -175,11 +178,19 @@ class TileBinning:
         pair_ids = self.pair_texture(n_pairs)
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
-        pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 1, "BIN_GROUP": BIN_GROUP})
+        defs = {"PASS": 1, "BIN_GROUP": BIN_GROUP}
+        if self.pair_buffer:
+            buf = self.scratch.get("pair_buf", 4 * pair_ids.width * pair_ids.height)
+            buf.bind_to_storage_buffer(5)
+            defs["PAIR_BUFFER"] = 1
+        else:
+            pair_ids.bind_to_image(0, read=False, write=True)
+        cs = compute_shader(ctx, "bin.comp", defs)
         set_uniforms(cs, **uni)
         cs.run(groups(chunks, BIN_GROUP))
         ctx.memory_barrier()
+        if self.pair_buffer:
+            pair_ids.write(buf)  # buffer to texture on the GL side (the blend reads a texture)
         return chunks, hist, n_pairs
 
     def _bin_parallel(self, keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x) -> Bins:
