@@ -5,14 +5,14 @@
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
 //   images 0..2 rec0..rec2 (rgba32f, PAIR_TEX_W wide): out, projected record of Gaussian g at
-//            pair_coord(g) (gs_common.glsl)
+//            pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7..9 vec4[] indexed by g
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
-//   SH_K (SH coefficients stored per Gaussian, sh.glsl).
+//   SH_K (SH coefficients stored per Gaussian, sh.glsl), REC_BUFFERS.
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
 #include "gs_common.glsl"
@@ -20,9 +20,17 @@
 layout(local_size_x = 128) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
+#ifdef REC_BUFFERS
+// CPU rasterizers: storage buffers laid out as the record textures (the host copies them over),
+// as llvmpipe's imageStore costs more than a buffer store.
+layout(std430, binding = 7) writeonly buffer Rec0 { vec4 rec0[]; };
+layout(std430, binding = 8) writeonly buffer Rec1 { vec4 rec1[]; };
+layout(std430, binding = 9) writeonly buffer Rec2 { vec4 rec2[]; };
+#else
 layout(rgba32f, binding = 0) writeonly uniform image2D rec0;
 layout(rgba32f, binding = 1) writeonly uniform image2D rec1;
 layout(rgba32f, binding = 2) writeonly uniform image2D rec2;
+#endif
 layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
@@ -148,10 +156,16 @@ void project(uint g, inout uint vis, inout uint pairs) {
     // - conic.y dx dy, so that a pixel costs one exp2 and no multiply by the opacity.
     const float LOG2E = 1.4426950408889634;
     vec3 lq = vec3(-0.5 * LOG2E * conic.x, -LOG2E * conic.y, -0.5 * LOG2E * conic.z);
+#ifdef REC_BUFFERS
+    rec0[g] = vec4(mean2d, lq.x, lq.y);
+    rec1[g] = vec4(lq.z, log2(op), op, uintBitsToFloat(g));
+    rec2[g] = vec4(rgb, zc);
+#else
     ivec2 rc = pair_coord(g);
     imageStore(rec0, rc, vec4(mean2d, lq.x, lq.y));
     imageStore(rec1, rc, vec4(lq.z, log2(op), op, uintBitsToFloat(g)));
     imageStore(rec2, rc, vec4(rgb, zc));
+#endif
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
     uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);

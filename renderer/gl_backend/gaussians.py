@@ -129,6 +129,9 @@ class GaussianPipeline:
         # The software blend writes storage buffers rather than images on CPU rasterizers (cheaper
         # stores there; gs_blend.comp OUT_BUFFERS); draw() then copies them into its textures.
         self.out_buffers = self.software
+        # Likewise the projection's records (gs_project.comp REC_BUFFERS), copied into the record
+        # textures after the pass.
+        self.rec_buffers = self.software
         group = blend_tile * (blend_tile // pixels_per_thread)  # invocations per work group
         if not self.lockstep and self.batch > 1 and group > self.batch:
             self.batch = 1  # barriers need the work group to be one subgroup (uniform loop exit)
@@ -205,10 +208,17 @@ class GaussianPipeline:
             if n > 0:
                 with run.stage("project"):
                     recs = self._record_textures(n)
-                    for i, t in enumerate(recs):
-                        t.bind_to_image(i, read=False, write=True)
+                    if self.rec_buffers:
+                        rec_bufs = [self.scratch.get(f"rec{i}", 16 * t.width * t.height)
+                                    for i, t in enumerate(recs)]
+                        for i, b in enumerate(rec_bufs):
+                            b.bind_to_storage_buffer(7 + i)
+                    else:
+                        for i, t in enumerate(recs):
+                            t.bind_to_image(i, read=False, write=True)
                     defs = {"BLEND_TILE": bt, "SH_K": sb.k, **({"HAS_COVARS": 1} if sb.has_covars else {}),
-                            **({} if self.software else {"GROUP_ATOMICS": 1})}
+                            **({} if self.software else {"GROUP_ATOMICS": 1}),
+                            **({"REC_BUFFERS": 1} if self.rec_buffers else {})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
@@ -221,6 +231,9 @@ class GaussianPipeline:
                         sh_degree=degree)
                     cs.run(groups(n, 128))
                     ctx.memory_barrier()
+                    if self.rec_buffers:
+                        for t, b in zip(recs, rec_bufs, strict=True):
+                            t.write(b)  # buffer to texture on the GL side: the blend reads textures
                     cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
                     n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
 
