@@ -8,7 +8,7 @@ import torch
 from conftest import orbit_camera, random_gaussians
 
 from renderer import Camera, RenderSettings
-from renderer.gl_backend.gaussians import GaussianPipeline
+from renderer.gl_backend.gaussians import PAIR_TEX_W, GaussianPipeline
 from renderer.gl_backend.sort import Scratch, exclusive_scan, radix_sort, scan_total
 from scenes import GaussianScene
 
@@ -284,3 +284,23 @@ def test_software_blend_with_barriers_gives_the_lockstep_image(gl_ctx):
     for f in frames[1:]:
         assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
         assert frames[0].stats.counters == f.stats.counters
+
+
+def test_storage_buffer_outputs_fall_back_to_images_past_the_binding_limit(gl_ctx):
+    """On CPU rasterizers the projection, the binning and the blend write storage buffers that are
+    copied into textures; where such a buffer would exceed one binding (GL_MAX_SHADER_STORAGE_
+    BLOCK_SIZE: undefined, it crashed Mesa) they write the textures directly, same image."""
+    scene = random_gaussians(3000, seed=24, log_scale=-3.4)
+    cam = orbit_camera(width=96, height=72)
+    frames = []
+    for limited in (False, True):
+        p = GaussianPipeline(gl_ctx, timing="off")
+        assert p.out_buffers and p.rec_buffers and p.binning.pair_buffer  # llvmpipe
+        if limited:  # the pairs still fit one binding; the images, records and pair texture do not
+            p.binning.max_words = frames[0].stats.counters["tile_pairs"]
+            assert p.binning.max_words < min(4 * 96 * 72, 4 * PAIR_TEX_W)
+        frames.append(p.render(scene, cam, RenderSettings()))
+        for name in ("out_rgba", "rec0", "pair_buf"):
+            assert (name in p.scratch.buffers) == (not limited), name
+        p.release()
+    assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)

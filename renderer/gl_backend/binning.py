@@ -179,7 +179,9 @@ class TileBinning:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
             b.bind_to_storage_buffer(i)
         defs = {"PASS": 1, "BIN_GROUP": BIN_GROUP}
-        if self.pair_buffer:
+        # (only where the copy fits one storage buffer binding: bigger ones are undefined)
+        use_buffer = self.pair_buffer and pair_ids.width * pair_ids.height <= self.max_words
+        if use_buffer:
             buf = self.scratch.get("pair_buf", 4 * pair_ids.width * pair_ids.height)
             buf.bind_to_storage_buffer(5)
             defs["PAIR_BUFFER"] = 1
@@ -189,7 +191,7 @@ class TileBinning:
         set_uniforms(cs, **uni)
         cs.run(groups(chunks, BIN_GROUP))
         ctx.memory_barrier()
-        if self.pair_buffer:
+        if use_buffer:
             pair_ids.write(buf)  # buffer to texture on the GL side (the blend reads a texture)
         return chunks, hist, n_pairs
 

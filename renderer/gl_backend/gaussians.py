@@ -208,7 +208,10 @@ class GaussianPipeline:
             if n > 0:
                 with run.stage("project"):
                     recs = self._record_textures(n)
-                    if self.rec_buffers:
+                    # Buffers only where one fits a storage buffer binding (bigger ones are undefined).
+                    rec_words = 4 * recs[0].width * recs[0].height
+                    use_rec_buffers = self.rec_buffers and rec_words <= self.binning.max_words
+                    if use_rec_buffers:
                         rec_bufs = [self.scratch.get(f"rec{i}", 16 * t.width * t.height)
                                     for i, t in enumerate(recs)]
                         for i, b in enumerate(rec_bufs):
@@ -218,7 +221,7 @@ class GaussianPipeline:
                             t.bind_to_image(i, read=False, write=True)
                     defs = {"BLEND_TILE": bt, "SH_K": sb.k, **({"HAS_COVARS": 1} if sb.has_covars else {}),
                             **({} if self.software else {"GROUP_ATOMICS": 1}),
-                            **({"REC_BUFFERS": 1} if self.rec_buffers else {})}
+                            **({"REC_BUFFERS": 1} if use_rec_buffers else {})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
@@ -231,7 +234,7 @@ class GaussianPipeline:
                         sh_degree=degree)
                     cs.run(groups(n, 128))
                     ctx.memory_barrier()
-                    if self.rec_buffers:
+                    if use_rec_buffers:
                         for t, b in zip(recs, rec_bufs, strict=True):
                             t.write(b)  # buffer to texture on the GL side: the blend reads textures
                     cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
@@ -254,11 +257,12 @@ class GaussianPipeline:
                     defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
+                    use_out_buffers = self.out_buffers and 4 * W * H <= self.binning.max_words
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
-                            **({"OUT_BUFFERS": 1} if self.out_buffers else {})}
+                            **({"OUT_BUFFERS": 1} if use_out_buffers else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
-                    if self.out_buffers:
+                    if use_out_buffers:
                         out_bufs = (self.scratch.get("out_rgba", 16 * W * H),
                                     self.scratch.get("out_depth", 4 * W * H))
                         out_bufs[0].bind_to_storage_buffer(2)
