@@ -31,11 +31,12 @@ PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 # Binning chunks: one invocation walks a chunk of depth-sorted primitives serially. llvmpipe ends
 # any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
 # chunks are sized for PAIRS_PER_CHUNK pairs on average (bin.comp walks one iteration per pair
-# plus one per primitive; 8192 measured 20% faster than 4096 at 300k Gaussians, 16384 overran
-# the cap in the bench scene: depth-sorted chunks are unbalanced), and the binned pair count is
+# plus one per primitive; on the bench scene at 800x800, 12288 took 0.72x the bin time of 8192
+# at 100k Gaussians and 0.93x at 300k, 8192 0.8x that of 4096, and 16384 overran the cap:
+# depth-sorted chunks are unbalanced, the longest walk ~2.5x the mean), and the binned pair count is
 # checked against the projection's: on a mismatch the frame is binned again with twice the
 # chunks, and later frames start from the chunk count that worked.
-PAIRS_PER_CHUNK = 8192
+PAIRS_PER_CHUNK = 12288
 BIN_GROUP = 64  # bin.comp local size (chunk walks per work group)
 SORT_MODES = ("gpu", "cpu")
 # Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: few long invocations, the
