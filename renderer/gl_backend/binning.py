@@ -88,7 +88,8 @@ class TileBinning:
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
         # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
         # rasterizers (llvmpipe's imageStore costs more than a buffer store plus the copy).
-        self.pair_buffer = is_software(ctx)
+        self.software = is_software(ctx)
+        self.pair_buffer = self.software
         # Largest storage buffer a shader may bind, in uint words (128 MiB on llvmpipe): binding a
         # bigger one is undefined and crashed Mesa, so dense frames switch method or fail clearly.
         self.max_words = int(ctx.info.get("GL_MAX_SHADER_STORAGE_BLOCK_SIZE", 1 << 27)) // 4
@@ -122,7 +123,11 @@ class TileBinning:
             keys.write(k[order].tobytes())
             vals.write(order.tobytes())
             return keys, vals
-        return radix_sort(self.ctx, self.scratch, keys, vals, n)
+        # Elements per radix chunk: 1024 on CPU rasterizers (0.87x the sort time of 256 at 100k
+        # Gaussians, 0.79x at 300k: fewer per-chunk histograms to clear and scan), 256 on GPUs
+        # (more invocations in flight).
+        chunk = 1024 if self.software else 256
+        return radix_sort(self.ctx, self.scratch, keys, vals, n, chunk=chunk)
 
     def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int) -> Bins:
         """Bucket the n_vis front depth-sorted primitives into tiles (empty lists when no pairs).
