@@ -13,8 +13,8 @@
 //   5 vals  uint[N]   out: convex index
 //   6 counters uint[] [0] += convexes with a key, [2] += (tile, convex) pairs, [3] += visible
 //                     (passed the twin's culling, on screen or not: the twin's "visible")
-// Defines: SH_K (sh.glsl), NPTS, BLEND_TILE (16: the twin's 16 px getRect tiles exactly; 8: 8 px sub-tiles of that
-//   rectangle that the convex can reach with alpha >= 1/255).
+// Defines: SH_K (sh.glsl), NPTS, BLEND_TILE (16: the twin's 16 px getRect tiles exactly; 8: 8 px
+//   sub-tiles of that rectangle that the convex can reach with alpha >= 1/255).
 // References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
 // > preprocessCUDA (near 0.2, 1e4 px cull, bounds), auxiliary.h (getRect); twin:
 // renderer/torch_backend/convex.py project_convex.

@@ -10,9 +10,9 @@
 // The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
 // to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
 // own stores are visible to its loads without a barrier; otherwise the work group must be one
-// subgroup and barrier() orders the staging. Per pixel: a log2-scaled quadratic (coefficients prepared per lane and
-// pair), exp2, and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask):
-// a finished pixel keeps -T, so no separate `done` flags.
+// subgroup and barrier() orders the staging. Per pixel: a log2-scaled quadratic (coefficients
+// prepared per lane and pair), exp2, and a branch-free update (llvmpipe runs both sides of an
+// `if` under a lane mask): a finished pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records, see
 //   gs_project.comp); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
