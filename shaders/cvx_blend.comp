@@ -7,11 +7,11 @@
 // alpha < 1/255, stop once T (1 - alpha) < 1e-4, else C += c alpha T (as gs_blend.comp).
 // Bindings: std430 0 hist (tile ranges, see bin.comp / binning.py), std430 1 counters
 //   (counters[1] += pixel samples blended); samplers pair_ids (usampler2D, convex per pair), rec
-//   (records, cvx_common.glsl); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
-//   1 out_depth (r32f: expected depth normalised by alpha).
+//   (records, cvx_common.glsl); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation after 65535 loop iterations; a tile would need ~65k pairs
 // unsaturated pixels to reach it (the inner loops are unrolled).
-// Defines: NPTS, BLEND_TILE (16 or 8 px), PPT (divides BLEND_TILE), STEP = BLEND_TILE / PPT.
+// Defines: NPTS, BLEND_TILE (16 or 8 px), PPT (divides BLEND_TILE), STEP = BLEND_TILE / PPT,
+//   OUT_BUFFERS (pixel_out.glsl).
 // References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
 // > renderCUDA; twin: renderer/torch_backend/convex.py convex_alpha_fn with rasterize.blend_tiles.
 #include "gs_common.glsl"
@@ -24,10 +24,9 @@ layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
 uniform usampler2D pair_ids;
 uniform sampler2D rec;
-layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
-layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 
 uniform ivec2 image_size;
+#include "pixel_out.glsl"
 uniform uint tiles_x;
 uniform uint num_chunks;
 uniform vec3 background;
@@ -115,7 +114,6 @@ void main() {
         } else {
             rgb = C[k] + T[k] * background;
         }
-        imageStore(out_rgba, ivec2(px, py), vec4(rgb, a));
-        imageStore(out_depth, ivec2(px, py), vec4(depth));
+        STORE_PIXEL(px, py, vec4(rgb, a), depth)
     }
 }

@@ -15,14 +15,12 @@
 // `if` under a lane mask): a finished pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records, see
-//   gs_project.comp); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
-//   1 out_depth (r32f: expected depth normalised by alpha), or with OUT_BUFFERS the same as
-//   std430 buffers 2 (vec4[H * W]) and 3 (float[H * W]).
+//   gs_project.comp); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation after 65535 loop iterations; one iteration here is a batch,
 //   so a tile may hold up to ~65535 * BATCH pairs.
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
 //   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
-//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above).
+//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
@@ -43,17 +41,9 @@ uniform usampler2D pair_ids;
 uniform sampler2D rec0;
 uniform sampler2D rec1;
 uniform sampler2D rec2;
-#ifdef OUT_BUFFERS
-// Row-major pixel buffers (py * width + px): on llvmpipe an imageStore costs several times a
-// storage-buffer store (measured: the images' stores took ~20% of the blend at 100k Gaussians).
-layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };
-layout(std430, binding = 3) writeonly buffer OutDepth { float out_depth[]; };
-#else
-layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
-layout(r32f, binding = 1) writeonly uniform image2D out_depth;
-#endif
 
 uniform ivec2 image_size;
+#include "pixel_out.glsl"
 uniform uint tiles_x;
 uniform uint num_chunks;
 uniform vec3 background;
@@ -180,12 +170,6 @@ void main() {
         } else {
             rgb = C[k] + tk * background;
         }
-#ifdef OUT_BUFFERS
-        out_rgba[py * image_size.x + px] = vec4(rgb, a);
-        out_depth[py * image_size.x + px] = depth;
-#else
-        imageStore(out_rgba, ivec2(px, py), vec4(rgb, a));
-        imageStore(out_depth, ivec2(px, py), vec4(depth));
-#endif
+        STORE_PIXEL(px, py, vec4(rgb, a), depth)
     }
 }

@@ -27,6 +27,7 @@ from .context import is_software
 from .pipeline import (
     FrameRun,
     GeomShBuffers,
+    PixelBuffers,
     Textures,
     camera_uniforms,
     capped_degree,
@@ -107,6 +108,8 @@ class ConvexPipeline:
         self.textures = Textures(ctx)
         self.queries: dict = {}
         self._last: dict = {}
+        # Pixels into storage buffers on CPU rasterizers (pipeline.PixelBuffers), as GaussianPipeline.
+        self.out_buffers = is_software(ctx)
 
     # ---- resources -------------------------------------------------------------------------
     def _scene_buffers(self, scene) -> _ConvexBuffers:
@@ -189,7 +192,10 @@ class ConvexPipeline:
                     bins = self.binning.empty(num_tiles)  # nothing on screen: every tile's range is empty
                 pair_ids = self.binning.pair_texture(max(bins.n_pairs, 1))
                 rec = self._record_texture(max(n, 1), k)
-                defs = {"NPTS": k, "BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt}
+                out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words) \
+                    if self.out_buffers else None
+                defs = {"NPTS": k, "BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt,
+                        **({"OUT_BUFFERS": 1} if out_bufs is not None else {})}
                 cs = compute_shader(ctx, "cvx_blend.comp", defs)
                 bins.hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -206,7 +212,10 @@ class ConvexPipeline:
                 ctx.memory_barrier()
 
             arrays = None
-            if readback:
+            if out_bufs is not None:  # the software blend wrote buffers: read back or copy over
+                with run.stage("readback" if readback else "blend"):
+                    arrays = out_bufs.finish(out_rgba, out_depth, readback)
+            elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
             counters_np = np.frombuffer(counters.read(8), dtype=np.uint32)

@@ -30,6 +30,7 @@ from .context import is_software
 from .pipeline import (
     FrameRun,
     GeomShBuffers,
+    PixelBuffers,
     Textures,
     camera_uniforms,
     capped_degree,
@@ -257,16 +258,12 @@ class GaussianPipeline:
                     defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
-                    use_out_buffers = self.out_buffers and 4 * W * H <= self.binning.max_words
+                    if self.out_buffers:
+                        out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words)
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
-                            **({"OUT_BUFFERS": 1} if use_out_buffers else {})}
+                            **({"OUT_BUFFERS": 1} if out_bufs is not None else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
-                    if use_out_buffers:
-                        out_bufs = (self.scratch.get("out_rgba", 16 * W * H),
-                                    self.scratch.get("out_depth", 4 * W * H))
-                        out_bufs[0].bind_to_storage_buffer(2)
-                        out_bufs[1].bind_to_storage_buffer(3)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
                 for i, t in enumerate([pair_ids, *recs]):
@@ -281,16 +278,9 @@ class GaussianPipeline:
                 ctx.memory_barrier()
 
             arrays = None
-            if out_bufs is not None:
-                # The software blend wrote buffers: read them directly, or copy them into the
-                # textures that draw() returns (a buffer-to-texture copy, no trip through Python).
+            if out_bufs is not None:  # the software blend wrote buffers: read back or copy over
                 with run.stage("readback" if readback else "blend"):
-                    if readback:
-                        arrays = (np.frombuffer(out_bufs[0].read(16 * W * H), np.float32).reshape(H, W, 4),
-                                  np.frombuffer(out_bufs[1].read(4 * W * H), np.float32).reshape(H, W, 1))
-                    else:
-                        out_rgba.write(out_bufs[0])
-                        out_depth.write(out_bufs[1])
+                    arrays = out_bufs.finish(out_rgba, out_depth, readback)
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)

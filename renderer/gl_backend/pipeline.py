@@ -6,6 +6,7 @@
     GeomShBuffers            a splat scene's upload: geom and sh buffers (gaussians, convex)
     camera_uniforms, capped_degree, depth_range   what the projection and blend passes are given
     FrameRun                 one draw(): stage timer, the stage named in GL errors, debug checks
+    PixelBuffers             software blends' pixel outputs in storage buffers (pixel_out.glsl)
     read_images / to_frame   the (rgba, depth) output images read back into a Frame
 """
 
@@ -185,6 +186,43 @@ class FrameRun:
         return stats
 
 
+class PixelBuffers:
+    """A software blend's outputs as storage buffers (shaders/pixel_out.glsl OUT_BUFFERS).
+
+        px = PixelBuffers.bind(scratch, W, H, max_words)   # None: use the images (too big a binding)
+        ... run the blend with OUT_BUFFERS ...
+        arrays = px.finish(out_rgba, out_depth, readback)  # read back, or copied into the textures
+
+    On llvmpipe an imageStore costs several times a buffer store; reading the buffers back (render)
+    or copying them into the textures draw() returns, on the GL side, costs less than the stores saved.
+    """
+
+    def __init__(self, rgba, depth, size: tuple[int, int]):
+        self.rgba, self.depth, self.size = rgba, depth, size
+
+    @classmethod
+    def bind(cls, scratch, width: int, height: int, max_words: int) -> PixelBuffers | None:
+        """Buffers at bindings 2 (vec4 per pixel) and 3 (float), or None when one would not fit a
+        storage buffer binding (binding a bigger one is undefined: it crashed Mesa)."""
+        if 4 * width * height > max_words:
+            return None
+        px = cls(scratch.get("out_rgba", 16 * width * height), scratch.get("out_depth", 4 * width * height),
+                 (width, height))
+        px.rgba.bind_to_storage_buffer(2)
+        px.depth.bind_to_storage_buffer(3)
+        return px
+
+    def finish(self, rgba_tex, depth_tex, readback: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """The (rgba [H,W,4], depth [H,W,1]) arrays when reading back, else copy into the textures."""
+        W, H = self.size
+        if readback:
+            return (np.frombuffer(self.rgba.read(16 * W * H), np.float32).reshape(H, W, 4),
+                    np.frombuffer(self.depth.read(4 * W * H), np.float32).reshape(H, W, 1))
+        rgba_tex.write(self.rgba)
+        depth_tex.write(self.depth)
+        return None
+
+
 def read_images(rgba_tex, depth_tex) -> tuple[np.ndarray, np.ndarray]:
     """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1]."""
     W, H = rgba_tex.size
@@ -204,4 +242,4 @@ def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,
 
 
 __all__ = ["Textures", "held", "scene_key", "is_current", "GeomShBuffers", "camera_uniforms", "capped_degree",
-           "depth_range", "FrameRun", "read_images", "to_frame"]
+           "depth_range", "FrameRun", "PixelBuffers", "read_images", "to_frame"]

@@ -1,0 +1,20 @@
+// pixel_out.glsl: where the software blends (gs_blend.comp, cvx_blend.comp) write their pixels
+// (include-only, after `uniform ivec2 image_size`).
+// Bindings: images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha) and 1 out_depth
+//   (r32f: expected depth normalised by alpha); or, with OUT_BUFFERS, std430 buffers 2
+//   vec4[H * W] and 3 float[H * W] in row-major order: on llvmpipe an imageStore costs several
+//   times a storage-buffer store (the images' stores took ~20% of gs_blend.comp at 100k
+//   Gaussians), and the host copies the buffers into the textures or reads them back
+//   (pipeline.py PixelBuffers).
+// Defines: OUT_BUFFERS (optional).
+#ifdef OUT_BUFFERS
+layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };
+layout(std430, binding = 3) writeonly buffer OutDepth { float out_depth[]; };
+#define STORE_PIXEL(px, py, rgba, depth) { \
+    out_rgba[(py) * image_size.x + (px)] = (rgba); out_depth[(py) * image_size.x + (px)] = (depth); }
+#else
+layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
+layout(r32f, binding = 1) writeonly uniform image2D out_depth;
+#define STORE_PIXEL(px, py, rgba, depth) { \
+    imageStore(out_rgba, ivec2(px, py), (rgba)); imageStore(out_depth, ivec2(px, py), vec4(depth)); }
+#endif
