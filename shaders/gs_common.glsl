@@ -24,3 +24,15 @@ ivec2 pair_coord(uint p) {
 uvec4 unpack_rect(uvec2 r) {
     return uvec4(r.x & 0xFFFFu, r.x >> 16, r.y & 0xFFFFu, r.y >> 16);
 }
+
+// Row spans (gs_project.comp with 8 px blend tiles, binned with ROW_SPANS): the tiles of rectangle
+// row y0 + i (i < 8) that the Gaussian's alpha >= 1/255 ellipse reaches are x0 + (b & 15) ..
+// x0 + (b >> 4) (max exclusive), b = byte i of (spans.x, spans.y) read as one little-endian
+// 64-bit word; FULL_SPANS in spans.x: every row spans the whole rectangle (also the default when
+// no spans are bound). A row may be empty (start == end).
+const uint FULL_SPANS = 0xFFFFFFFFu;
+
+uvec2 row_span(uvec4 r, uvec2 spans, uint i) {
+    uint b = ((i < 4u ? spans.x : spans.y) >> (8u * (i & 3u))) & 0xFFu;
+    return spans.x == FULL_SPANS ? r.xz : r.x + uvec2(b & 15u, b >> 4);
+}

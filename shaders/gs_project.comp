@@ -35,6 +35,9 @@ layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
+#if BLEND_TILE == 8
+layout(std430, binding = 10) writeonly buffer Spans { uvec2 spans[]; };   // row spans, gs_common.glsl
+#endif
 #include "sh.glsl"
 
 uniform uint n;
@@ -52,10 +55,72 @@ uniform int sh_degree;      // degree evaluated (<= the stored one)
 const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
 const float MIP_MIN_RATIO = 0.000025;  // 0.005^2, REFERENCE 1.1 "Anti-aliased mode"
 
+#if BLEND_TILE == 8
+// Row spans of the 8 px tile rectangle [rmin, rmax) (gs_common.glsl row_span): per tile row, the
+// tiles whose pixel centres the ellipse {alpha >= 1/255} can reach. With the dilated 2D covariance
+// (a, b; b, c) and k2 = 2 ln(255 o), the ellipse is d^T inv(cov) d <= k2 (d = pixel - mean). Its
+// x extent over a slab of rows y in [ya, yb]: for fixed y the x interval is centred at
+// (b / c) (y - my) with half-width sqrt((k2 c - (y - my)^2) det) / c; its right end is concave in y,
+// maximal at y - my = b sqrt(k2 / a) (clamped into the slab), the left end symmetric. Rows beyond
+// the ellipse come out empty and are trimmed off the rectangle; rectangles over 8 rows or 15 tiles
+// wide keep FULL_SPANS (their bounding box). Margins (+1e-3 relative on k2, 0.01 px) keep float
+// rounding on the conservative side: a tile left out cannot hold a pixel with alpha >= 1/255.
+// (Exact tile-ellipse culling as in Speedy-Splat's "AccuTile", Hanson et al. 2025.)
+uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, out uvec2 sp) {
+    sp = uvec2(FULL_SPANS, 0u);
+    int h = rmax.y - rmin.y, w = rmax.x - rmin.x;
+    if (h <= 0 || w <= 0) return 0u;
+    if (h > 8 || w > 15) return uint(w * h);
+    float a = cov.x, b = cov.y, c = cov.z;
+    float inv_c = 1.0 / c, sdet = sqrt(a * c - b * b);
+    float k = k2 * 1.001 + 1e-4;
+    float ymax = sqrt(k * c);                  // the ellipse's half-height
+    float yopt = b * sqrt(k / a);              // y - my where x reaches its extremes
+    uvec2 bits = uvec2(0u);
+    int first = -1, last = -1;
+    uint count = 0u, pending = 0u;   // tiles up to the last row hit; of rows since then
+    for (int i = 0; i < h; ++i) {
+        float ya = float(8 * (rmin.y + i)) + 0.5 - m.y - 0.01;
+        float lo = max(ya, -ymax), hi = min(ya + 7.02, ymax);
+        float y1 = clamp(yopt, lo, hi), y2 = clamp(-yopt, lo, hi);
+        float xr = (b * y1 + sqrt(max(k * c - y1 * y1, 0.0)) * sdet) * inv_c;   // right end - mx
+        float xl = (b * y2 - sqrt(max(k * c - y2 * y2, 0.0)) * sdet) * inv_c;   // left end - mx
+        int xa = clamp(int(ceil((m.x + xl - 0.01 - 7.5) / 8.0)), rmin.x, rmax.x) - rmin.x;
+        int xb = clamp(int(floor((m.x + xr + 0.01 - 0.5) / 8.0)) + 1, rmin.x, rmax.x) - rmin.x;
+        bool hit = lo <= hi && xb > xa;
+        first = (hit && first < 0) ? i : first;
+        last = hit ? i : last;
+        // A row between two that are hit is never empty (the ellipse and the slab are convex);
+        // should rounding say otherwise, it keeps one tile so that the bin walk never meets an
+        // empty row inside [first, last].
+        xa = min(xa, w - 1);
+        xb = max(xb, xa + 1);
+        uint width = first >= 0 ? uint(xb - xa) : 0u;
+        count += hit ? pending + width : 0u;
+        pending = hit ? 0u : pending + width;
+        int pos = i - max(first, 0);
+        uint byte_ = (first >= 0) ? (uint(xa) | (uint(xb) << 4)) << (8 * (pos & 3)) : 0u;
+        if (pos < 4) bits.x |= byte_; else bits.y |= byte_;
+    }
+    if (first < 0) { rmin = rmax = ivec2(0); return 0u; }
+    rmax.y = rmin.y + last + 1;
+    rmin.y += first;
+    // Rows past the last hit one were packed too: clear them.
+    int rows = last - first + 1;
+    if (rows <= 4) { bits.y = 0u; if (rows < 4) bits.x &= (1u << (8 * rows)) - 1u; }
+    else if (rows < 8) bits.y &= (1u << (8 * (rows - 4))) - 1u;
+    sp = bits;
+    return count;
+}
+#endif
+
 void cull(uint g) {
     keys[g] = INVALID_KEY;
     vals[g] = g;
     rects[g] = uvec2(0u);
+#if BLEND_TILE == 8
+    spans[g] = uvec2(FULL_SPANS, 0u);
+#endif
 }
 
 // Projects Gaussian g; vis = 1 when it passes the twin's culling, pairs = its tile pairs.
@@ -133,6 +198,8 @@ void project(uint g, inout uint vis, inout uint pairs) {
     // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
     // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
     float k2 = 2.0 * log(255.0 * op);
+    uvec2 sp = uvec2(FULL_SPANS, 0u);
+    uint span_pairs = 0u;
     if (!(k2 > 0.0)) { rmin = rmax = ivec2(0); }
     else {
         // A small relative margin leaves float-rounding borderline pixels to the exact test.
@@ -143,7 +210,9 @@ void project(uint g, inout uint vis, inout uint pairs) {
         rmin = clamp(max(2 * rmin, lo8), ivec2(0), grid8);
         rmax = clamp(min(2 * rmax, hi8), ivec2(0), grid8);
         rmax = max(rmax, rmin);
+        span_pairs = row_spans(mean2d, vec3(a, b, c), k2, rmin, rmax, sp);
     }
+    spans[g] = sp;
 #endif
 
     vec3 dir = normalize(mean - cam_pos);
@@ -169,6 +238,9 @@ void project(uint g, inout uint vis, inout uint pairs) {
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
     uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);
+#if BLEND_TILE == 8
+    touched = span_pairs;
+#endif
     pairs = touched;
     keys[g] = floatBitsToUint(zc);
     vals[g] = g;

@@ -56,15 +56,17 @@ def test_radix_sort_matches_numpy_stable(gl_ctx, n):
     scratch.release()
 
 
-def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int):
-    """Reference: stable depth order, then per tile the Gaussians whose rectangle covers it."""
+def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):
+    """Reference: stable depth order, then per tile the Gaussians whose rectangle (row spans
+    [n, 8, 2] where given, for rectangles of up to 8 rows) covers it."""
     order = np.argsort(keys, kind="stable")
     order = order[keys[order] != 0xFFFFFFFF]
     lists = [[] for _ in range(num_tiles)]
     for g in order:
         x0, y0, x1, y1 = rects[g]
         for ty in range(y0, y1):
-            for tx in range(x0, x1):
+            xa, xb = (x0, x1) if spans is None or y1 - y0 > 8 else spans[g, ty - y0]
+            for tx in range(xa, xb):
                 lists[ty * tiles_x + tx].append(g)
     start = np.zeros(num_tiles + 1, dtype=np.int64)
     start[1:] = np.cumsum([len(li) for li in lists])
@@ -83,7 +85,7 @@ def _render_and_check(pipe, scene, camera):
     # The projection writes view-z bits as keys; reconstruct the unsorted keys from the sorted pairs.
     keys = np.empty(len(scene), dtype=np.uint32)
     keys[st["sorted_vals"]] = st["sorted_keys"]
-    start, ids = numpy_bins(keys, st["rects"], tx, tx * ty)
+    start, ids = numpy_bins(keys, st["rects"], tx, tx * ty, st["spans"])
     assert np.array_equal(st["tile_start"], start)
     assert np.array_equal(st["ids"], ids)
     return st
@@ -304,3 +306,34 @@ def test_storage_buffer_outputs_fall_back_to_images_past_the_binding_limit(gl_ct
             assert (name in p.scratch.buffers) == (not limited), name
         p.release()
     assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
+
+
+def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
+    """8 px tiles: the row spans leave out only tiles where no pixel centre gets alpha >= 1/255
+    (checked on the projected records by brute force), and cut the pairs of thin tilted
+    Gaussians well below their bounding boxes."""
+    scene = random_gaussians(400, seed=31, log_scale=-4.0, log_scale_std=0.3)
+    scene.scales[:, 0] *= 12.0  # needles in every direction: their boxes hold many empty tiles
+    cam = orbit_camera(2.2, 25, 15, 120, 88)
+    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=8)
+    p.render(scene, cam, RenderSettings())
+    st = p.debug_state()
+    n = len(scene)
+    rec = [np.frombuffer(p.textures.held[f"rec{i}"].read(), dtype=np.float32).reshape(-1, 4)[:n]
+           for i in range(2)]
+    p.release()
+    visible = st["sorted_vals"][st["sorted_keys"] != 0xFFFFFFFF]
+    yy, xx = np.mgrid[0:8, 0:8] + 0.5
+    in_spans = box_pairs = 0
+    for g in visible:
+        x0, y0, x1, y1 = st["rects"][g]
+        (mx, my, qx, qy), (qz, lo) = rec[0][g], rec[1][g][:2]
+        box_pairs += (x1 - x0) * (y1 - y0)
+        for ty in range(y0, y1):
+            xa, xb = (x0, x1) if y1 - y0 > 8 else st["spans"][g, ty - y0]
+            in_spans += xb - xa
+            for tx in range(x0, x1):
+                dx, dy = mx - (8 * tx + xx), my - (8 * ty + yy)
+                reached = (lo + qx * dx * dx + qy * dx * dy + qz * dy * dy >= np.log2(1 / 255)).any()
+                assert not reached or xa <= tx < xb, (g, tx, ty)
+    assert in_spans < 0.85 * box_pairs

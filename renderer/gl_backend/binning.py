@@ -4,8 +4,10 @@ A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.gls
     keys[i]   float bits of the view-space depth, INVALID_KEY when culled (sorts last)
     vals[i]   i
     rects[i]  the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16)
+    spans[i]  optional (Gaussians on 8 px tiles): the tiles each rectangle row really covers
+              (gs_common.glsl row_span; bound at 3 with ROW_SPANS in the bin shaders)
 and counts into counters[0] the primitives with a valid key and into counters[2] the
-(tile, primitive) pairs their rectangles cover. TileBinning then
+(tile, primitive) pairs their rectangles (or spans) cover. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
     bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: serial chunk walks on CPU
                                    rasterizers, per-primitive atomics and a per-tile sort on GPUs)
@@ -47,6 +49,23 @@ BIN_METHODS = ("auto", "chunks", "parallel")
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 
 
+def unpack_spans(rects: np.ndarray, spans: np.ndarray | None) -> np.ndarray:
+    """[n, 8, 2] first and end tile x of each rectangle row (gs_common.glsl row_span) from rects
+    [n, 4] (x0, y0, x1, y1) and packed spans [n, 2] uint32 (None: whole rectangles)."""
+    n = len(rects)
+    x0, x1 = rects[:, 0].astype(np.int64), rects[:, 2].astype(np.int64)
+    out = np.repeat(np.stack([x0, x1], axis=1)[:, None, :], 8, axis=1)
+    if spans is not None:
+        byte = (spans.astype(np.uint64)[:, 0] | (spans.astype(np.uint64)[:, 1] << np.uint64(32)))
+        b = (byte[:, None] >> (np.uint64(8) * np.arange(8, dtype=np.uint64))[None]) & np.uint64(0xFF)
+        part = spans[:, 0] != 0xFFFFFFFF
+        out[part, :, 0] = x0[part, None] + (b[part] & np.uint64(15)).astype(np.int64)
+        out[part, :, 1] = x0[part, None] + (b[part] >> np.uint64(4)).astype(np.int64)
+    rows = np.arange(8)[None, :] < (rects[:, 3].astype(np.int64) - rects[:, 1])[:, None]
+    out[~rows] = 0
+    return out[:n]
+
+
 def nearest_texture(ctx, size: tuple[int, int], components: int, dtype: str = "f4"):
     """A texture for texelFetch/imageStore (NEAREST filtering)."""
     tex = ctx.texture(size, components, dtype=dtype)
@@ -84,6 +103,7 @@ class TileBinning:
         self.scratch = scratch
         self.sort_mode = sort
         self.pair_ids = None  # R32UI texture, grown by 1.5x
+        self.spans = None  # the last bin()'s row spans (a buffer of the owner's) or None
         self.chunk_scale = 1  # chunks per PAIRS_PER_CHUNK pairs, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
         # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
@@ -129,11 +149,14 @@ class TileBinning:
         chunk = 1024 if self.software else 256
         return radix_sort(self.ctx, self.scratch, keys, vals, n, chunk=chunk)
 
-    def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int) -> Bins:
+    def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int,
+            spans=None) -> Bins:
         """Bucket the n_vis front depth-sorted primitives into tiles (empty lists when no pairs).
 
+        spans: None (whole rectangles) or the projection's row-span buffer (uvec2 per primitive).
         Raises RuntimeError if the pairs binned never match the projection's count.
         """
+        self.spans = spans
         if n_vis <= 0 or expect_pairs <= 0:
             return self.empty(num_tiles)
         if expect_pairs > min(self.max_pairs, self.max_words):
@@ -170,10 +193,9 @@ class TileBinning:
         m = num_tiles * chunks
         hist = self.scratch.get("bin_hist", 4 * m)
         hist.clear(size=4 * m)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
-            b.bind_to_storage_buffer(i)
+        self._bind_inputs(keys, vals, rects, hist)
         uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": BIN_GROUP})
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": BIN_GROUP, **self._span_defs()})
         set_uniforms(cs, **uni)
         cs.run(groups(chunks, BIN_GROUP))
         ctx.memory_barrier()
@@ -182,9 +204,8 @@ class TileBinning:
         if n_pairs != expect_pairs:
             return chunks, hist, n_pairs
         pair_ids = self.pair_texture(n_pairs)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist)):
-            b.bind_to_storage_buffer(i)
-        defs = {"PASS": 1, "BIN_GROUP": BIN_GROUP}
+        self._bind_inputs(keys, vals, rects, hist)
+        defs = {"PASS": 1, "BIN_GROUP": BIN_GROUP, **self._span_defs()}
         # (only where the copy fits one storage buffer binding: bigger ones are undefined)
         use_buffer = self.pair_buffer and pair_ids.width * pair_ids.height <= self.max_words
         if use_buffer:
@@ -207,10 +228,9 @@ class TileBinning:
         hist = self.scratch.get("bin_hist", 4 * num_tiles)
         hist.clear(size=4 * num_tiles)
         ranks = self.scratch.get("bin_ranks", 4 * expect_pairs)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):
-            b.bind_to_storage_buffer(i)
+        self._bind_inputs(keys, vals, rects, hist, ranks)
         uni = dict(n_visible=n_vis, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128})
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128, **self._span_defs()})
         set_uniforms(cs, **uni)
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
@@ -219,9 +239,8 @@ class TileBinning:
         if n_pairs != expect_pairs:
             raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
         pair_ids = self.pair_texture(n_pairs)
-        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):
-            b.bind_to_storage_buffer(i)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128})
+        self._bind_inputs(keys, vals, rects, hist, ranks)
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128, **self._span_defs()})
         set_uniforms(cs, **uni)
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
@@ -232,11 +251,20 @@ class TileBinning:
         ctx.memory_barrier()
         return Bins(hist, 1, n_pairs, num_tiles)
 
+    def _bind_inputs(self, keys, vals, rects, hist, ranks=None) -> None:
+        for i, b in ((0, keys), (1, vals), (2, rects), (3, self.spans), (4, hist), (5, ranks)):
+            if b is not None:
+                b.bind_to_storage_buffer(i)
+
+    def _span_defs(self) -> dict:
+        return {"ROW_SPANS": 1} if self.spans is not None else {}
+
     # ---- inspection and resources ------------------------------------------------------------
     def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:
         """The last sort and bins read back (for tests): numpy arrays
 
         sorted_keys [n], sorted_vals [n], rects [n, 4] (x0, y0, x1, y1; max exclusive),
+        spans [n, 8, 2] (per rectangle row, its first and end tile; rows past the rectangle 0, 0),
         tile_start [T+1] and ids [P] (primitive index per pair, tile-major, front to back).
         """
         T = bins.num_tiles if bins is not None else 0
@@ -247,6 +275,8 @@ class TileBinning:
         out["sorted_vals"] = np.frombuffer(vals.read(4 * n), dtype=np.uint32).copy()
         r = np.frombuffer(self.scratch.buffers["rects"].read(8 * n), dtype=np.uint32).reshape(n, 2)
         out["rects"] = np.stack([r[:, 0] & 0xFFFF, r[:, 0] >> 16, r[:, 1] & 0xFFFF, r[:, 1] >> 16], axis=1)
+        sp = None if self.spans is None else np.frombuffer(self.spans.read(8 * n), dtype=np.uint32)
+        out["spans"] = unpack_spans(out["rects"], None if sp is None else sp.reshape(n, 2))
         if bins is not None and bins.n_pairs > 0:
             C, P = bins.chunks, bins.n_pairs
             hist = np.frombuffer(bins.hist.read(4 * T * C), dtype=np.uint32)
@@ -270,4 +300,4 @@ class TileBinning:
             self.pair_ids = None
 
 
-__all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "PAIRS_PER_CHUNK", "nearest_texture"]
+__all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "PAIRS_PER_CHUNK", "nearest_texture", "unpack_spans"]

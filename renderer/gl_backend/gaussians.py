@@ -226,6 +226,10 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
                         b.bind_to_storage_buffer(i)
+                    # 8 px tiles: the tiles each rectangle row really reaches (gs_project.comp row_spans)
+                    spans = self.scratch.get("spans", 8 * n) if bt == 8 else None
+                    if spans is not None:
+                        spans.bind_to_storage_buffer(10)
                     degree = capped_degree(sb.degree, settings.sh_degree)
                     set_uniforms(
                         cs, n=n, **camera_uniforms(camera),
@@ -246,7 +250,8 @@ class GaussianPipeline:
                         keys, vals = self._sort(keys, vals, n)
 
                 with run.stage("bin"):
-                    bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
+                    bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x,
+                                            spans=spans)
 
             with run.stage("blend"):
                 if bins is None or bins.n_pairs == 0:
