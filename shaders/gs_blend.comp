@@ -55,10 +55,10 @@ const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
 
 #if BATCH > 1
-// Staged records, one slice per subgroup: (mean2d, q.xy), (q.z, log2 opacity), (rgb, depth).
+// Staged records, one slice per subgroup: (mean2d, q.xy), (q.z, log2 opacity, depth, RGB9E5 colour
+// bits): two vec4 reads per pair (a third, for the colour as floats, took 9% of the blend).
 const uint SUBGROUPS = uint(BLEND_TILE * STEP + BATCH - 1) / uint(BATCH);
-shared vec4 s_r0[SUBGROUPS * BATCH], s_r2[SUBGROUPS * BATCH];
-shared vec2 s_r1[SUBGROUPS * BATCH];
+shared vec4 s_r0[SUBGROUPS * BATCH], s_r1[SUBGROUPS * BATCH];
 #ifdef LOCKSTEP
 #define SYNC()
 #else
@@ -84,12 +84,13 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
         bool in_ = p >= LOG2_ALPHA_MIN;
         float a = in_ ? min(MAX_ALPHA, exp2(p)) : 0.0;
         float t = T[k];
-        float nt = t - t * a;
+        float w = a * t;
+        float nt = t - w;
         bool take = nt >= T_MIN;   // false once stopped (t < 0) and where this Gaussian stops it
-        float w = take ? a * t : 0.0;
+        w = take ? w : 0.0;
         C[k] += w * col.rgb;
         D[k] += w * col.a;
-        T[k] = take ? nt : (in_ ? -abs(t) : t);
+        T[k] = take ? nt : -abs(t);   // (with a = 0 a live pixel takes nt = t, a stopped one keeps -|t|)
         blended += (take && in_) ? 1u : 0u;
     }
 }
@@ -122,14 +123,17 @@ void main() {
         uint p = base + lane;
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, end - 1u)), 0).r);
         vec4 r1 = texelFetch(rec1, pc, 0);
+        vec4 r2 = texelFetch(rec2, pc, 0);
         s_r0[slice + lane] = texelFetch(rec0, pc, 0);
-        // Past the tile's end: a log2(opacity) that fails every test.
-        s_r1[slice + lane] = vec2(r1.x, p < end ? r1.y : -1e30);
-        s_r2[slice + lane] = texelFetch(rec2, pc, 0);
+        // Past the tile's end: a log2(opacity) that fails every test. The colour is already
+        // RGB9E5-quantised (gs_project.comp), so packing it again loses nothing.
+        s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r2.a,
+                                  uintBitsToFloat(pack_rgb9e5(r2.rgb)));
         SYNC();
         // Unrolled by hand: one vector load per record and pair, no loop bookkeeping.
-#define PAIR(j) { vec4 a = s_r0[slice + j]; vec2 b = s_r1[slice + j]; \
-                  blend_one(a.x - fx, a.y - fy, vec3(a.zw, b.x), b.y, s_r2[slice + j]); }
+#define PAIR(j) { vec4 a = s_r0[slice + j]; vec4 b = s_r1[slice + j]; \
+                  blend_one(a.x - fx, a.y - fy, vec3(a.zw, b.x), b.y, \
+                            vec4(unpack_rgb9e5(floatBitsToUint(b.w)), b.z)); }
         PAIR(0) PAIR(1) PAIR(2) PAIR(3)
 #if BATCH > 4
         PAIR(4) PAIR(5) PAIR(6) PAIR(7)

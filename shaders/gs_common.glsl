@@ -10,7 +10,7 @@
 //                                                      + q.x dx^2 + q.y dx dy + q.z dy^2;
 //                                                      opacity includes the mip compensation;
 //                                                      id = uintBitsToFloat(g), for debugging/tests
-//   rec2 = (r, g, b, view-space depth)
+//   rec2 = (r, g, b, view-space depth)                r, g, b quantised to RGB9E5 (below)
 const uint TILE = 16u;
 const uint PAIR_TEX_W = 4096u;           // record and pair-id textures are PAIR_TEX_W wide
 const uint PAIR_TEX_SHIFT = 12u;
@@ -35,4 +35,23 @@ const uint FULL_SPANS = 0xFFFFFFFFu;
 uvec2 row_span(uvec4 r, uvec2 spans, uint i) {
     uint b = ((i < 4u ? spans.x : spans.y) >> (8u * (i & 3u))) & 0xFFu;
     return spans.x == FULL_SPANS ? r.xz : r.x + uvec2(b & 15u, b >> 4);
+}
+
+// Colour packed in 32 bits as GL's RGB9_E5 (EXT_texture_shared_exponent: three 9-bit mantissas and
+// a shared 5-bit exponent, bias 15), so that a staged record fits two vec4s (gs_blend.comp); the
+// error is at most 2^-9 of the largest channel. The projection stores colours already quantised
+// (pack then unpack), so every blend sees the same colours and re-packing them is exact: the
+// exponent comes from the float's bits and the scales are exact powers of two.
+uint pack_rgb9e5(vec3 rgb) {
+    vec3 c = clamp(rgb, vec3(0.0), vec3(65408.0));     // 65408 = 511 / 512 * 2^16, the largest
+    float m = max(c.r, max(c.g, c.b));
+    int e = clamp(int(floatBitsToUint(m) >> 23) - 127, -16, 15) + 16;   // floor(log2 m) + 1 + bias
+    float scale = uintBitsToFloat(uint(e + 103) << 23);                  // 2^(e - 24)
+    if (m / scale + 0.5 >= 512.0) { e += 1; scale *= 2.0; }
+    uvec3 q = uvec3(c / scale + 0.5);
+    return q.r | (q.g << 9) | (q.b << 18) | (uint(e) << 27);
+}
+
+vec3 unpack_rgb9e5(uint v) {
+    return vec3(uvec3(v, v >> 9, v >> 18) & 511u) * uintBitsToFloat(((v >> 27) + 103u) << 23);
 }

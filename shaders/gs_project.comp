@@ -216,7 +216,7 @@ void project(uint g, inout uint vis, inout uint pairs) {
 #endif
 
     vec3 dir = normalize(mean - cam_pos);
-    vec3 rgb = max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0));
+    vec3 rgb = unpack_rgb9e5(pack_rgb9e5(max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0))));
 
     float inv_det = 1.0 / det;
     vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);

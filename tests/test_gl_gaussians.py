@@ -253,3 +253,58 @@ def test_stored_sh_degrees_match_torch(gl, torch_r, stored):
     a, b = gl.render(scene, cam, s), torch_r.render(scene, cam, s)
     assert float(b.alpha.mean()) > 0.05
     assert psnr(a.rgb, b.rgb) > 45
+
+
+def _rgb9e5_reference(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """EXT_texture_shared_exponent's RGB9_E5 encoding (N = 9, B = 15): (bits, decoded colour)."""
+    c = np.clip(rgb.astype(np.float64), 0.0, 511 / 512 * 2.0**16)
+    m = c.max(axis=1)
+    with np.errstate(divide="ignore"):
+        e = np.maximum(-16, np.floor(np.log2(m))) + 16
+    e = np.where(np.floor(m / 2.0 ** (e - 24) + 0.5) >= 512, e + 1, e)
+    q = np.floor(c / 2.0 ** (e - 24)[:, None] + 0.5).astype(np.uint32)
+    bits = q[:, 0] | (q[:, 1] << 9) | (q[:, 2] << 18) | (e.astype(np.uint32) << 27)
+    return bits, (q * 2.0 ** (e - 24)[:, None]).astype(np.float32)
+
+
+def test_rgb9e5_colours_match_the_spec(gl_ctx):
+    """gs_common.glsl pack_rgb9e5 / unpack_rgb9e5 (the software blend's staged colours) against
+    the extension's reference encoding, and packing a decoded colour again is exact."""
+    from renderer.gl_backend.shaders import read_shader_file
+
+    src = "#version 430\n" + read_shader_file("gs_common.glsl") + """
+layout(local_size_x = 64) in;
+layout(std430, binding = 0) readonly buffer In { vec4 rgb_in[]; };
+layout(std430, binding = 1) writeonly buffer Bits { uvec2 bits[]; };
+layout(std430, binding = 2) writeonly buffer Out { vec4 rgb_out[]; };
+void main() {
+    uint i = gl_GlobalInvocationID.x;
+    uint v = pack_rgb9e5(rgb_in[i].rgb);
+    vec3 d = unpack_rgb9e5(v);
+    bits[i] = uvec2(v, pack_rgb9e5(d));
+    rgb_out[i] = vec4(d, 0.0);
+}
+"""
+    rng = np.random.default_rng(5)
+    n = 4096
+    rgb = rng.uniform(0, 1, (n, 3)) * 10.0 ** rng.uniform(-7, 5, (n, 1))
+    rgb[:64] = rng.choice([0.0, 0.5, 1.0, 2.0, 1.0 - 2**-11, 70000.0, -1.0, 1e-30], (64, 3))
+    rgb = rgb.astype(np.float32)
+    cs = gl_ctx.compute_shader(src)
+    bufs = [gl_ctx.buffer(np.pad(rgb, ((0, 0), (0, 1))).tobytes()), gl_ctx.buffer(reserve=8 * n),
+            gl_ctx.buffer(reserve=16 * n)]
+    for i, b in enumerate(bufs):
+        b.bind_to_storage_buffer(i)
+    cs.run(n // 64)
+    bits = np.frombuffer(bufs[1].read(), dtype=np.uint32).reshape(n, 2)
+    out = np.frombuffer(bufs[2].read(), dtype=np.float32).reshape(n, 4)[:, :3]
+    for b in bufs:
+        b.release()
+    cs.release()
+    want_bits, want_rgb = _rgb9e5_reference(rgb)
+    assert np.array_equal(bits[:, 0], want_bits)
+    assert np.array_equal(out, want_rgb)
+    assert np.array_equal(bits[:, 1], bits[:, 0])  # re-packing a quantised colour is exact
+    # At most half a step: 2^-9 of the largest channel, or half the smallest scale 2^-24.
+    big = rgb.clip(0, 65408).max(axis=1, keepdims=True)
+    assert np.all(np.abs(out - rgb.clip(0, 65408)) <= np.maximum(big * 2.0**-9, 2.0**-25))
