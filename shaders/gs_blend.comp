@@ -161,7 +161,6 @@ void main() {
 
     for (int k = 0; k < PPT; ++k) {
         int py = py0 + k;
-        if (px >= image_size.x || py >= image_size.y) continue;
         float tk = abs(T[k]);
         float a = 1.0 - tk;
         float depth = a > DEPTH_EPS ? D[k] / a : 0.0;
@@ -174,6 +173,9 @@ void main() {
         } else {
             rgb = C[k] + tk * background;
         }
-        STORE_PIXEL(px, py, vec4(rgb, a), depth)
+        // A masked store, not `continue`: a loop with a continue is not unrolled, and an array
+        // indexed by a loop variable lives in memory for the whole shader on llvmpipe (every
+        // T[k], C[k] access a per-lane gather or scatter: the blend took 1.35x as long).
+        if (px < image_size.x && py < image_size.y) STORE_PIXEL(px, py, vec4(rgb, a), depth)
     }
 }
