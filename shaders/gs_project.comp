@@ -10,7 +10,8 @@
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
-// Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha bound),
+//   10 spans uvec2[N] out, BLEND_TILE 8 only: the tiles of each rectangle row (row_spans below)
+// Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha ellipse),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
 //   SH_K (SH coefficients stored per Gaussian, sh.glsl), REC_BUFFERS.
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
