@@ -2,10 +2,12 @@
 
 A seeded synthetic scene (N Gaussians in a unit cube, the distribution of tests/conftest.py's
 random_gaussians) is seen from distance 3; a scene file, if given, is framed from its bounds.
-Each (scene, backend) is rendered `warmup` times untimed, then `frames` times timed. Reported:
-median and min wall milliseconds per frame (read-back included), the median of each stage in
-Frame.stats.stages_ms, the frame's counters, and each backend's speed relative to the others
-measured in the same run.
+Each backend renders each scene `warmup` times untimed, then `frames` timed rounds follow in
+which every backend renders one frame in turn: a machine whose speed drifts (shared or
+throttled CPUs, measured to swing by 1.5x within tens of seconds) then slows all backends alike.
+Reported: median and min wall milliseconds per frame (read-back included), the median of each
+stage in Frame.stats.stages_ms, the frame's counters, and each backend's speed relative to each
+other one: the median over rounds of the ratio of their frame times in that round.
 """
 
 from __future__ import annotations
@@ -107,25 +109,39 @@ def frame_camera(bounds: np.ndarray, width: int, height: int, fov_y_deg: float =
     return Camera.from_fov(width, height, fov_y_deg, look_at_pose(eye, centre, up), near=dist * 1e-3)
 
 
-def measure(renderer, scene, camera: Camera, settings: RenderSettings, frames: int, warmup: int) -> dict:
-    """Render `warmup` + `frames` times; wall times and per-stage medians of the timed frames."""
-    for _ in range(warmup):
-        renderer.render(scene, camera, settings)
-    walls, stages, counters = [], {}, {}
-    for _ in range(max(1, frames)):
-        t0 = time.perf_counter()
-        frame = renderer.render(scene, camera, settings)
-        walls.append((time.perf_counter() - t0) * 1e3)
-        for k, v in frame.stats.stages_ms.items():
-            stages.setdefault(k, []).append(v)
-        counters = dict(frame.stats.counters)
-    return {
-        "median_ms": statistics.median(walls),
-        "min_ms": min(walls),
-        "frames_ms": walls,
-        "stages_ms": {k: statistics.median(v) for k, v in stages.items()},
-        "counters": counters,
-    }
+def measure(renderers: dict, scenes: dict, camera: Camera, settings: RenderSettings, frames: int,
+            warmup: int, say=lambda msg: None) -> dict:
+    """Time each named renderer on its scene, interleaved: `warmup` untimed frames each, then
+    `frames` rounds of one timed frame per renderer. Returns {name: wall times, per-stage medians,
+    counters}, each with "speedup_vs" {other: median over rounds of other's time / this one's}."""
+    for name, r in renderers.items():
+        for _ in range(warmup):
+            r.render(scenes[name], camera, settings)
+    walls = {name: [] for name in renderers}
+    stages = {name: {} for name in renderers}
+    counters = {}
+    for i in range(max(1, frames)):
+        say(f"  round {i + 1}/{max(1, frames)}")
+        for name, r in renderers.items():
+            t0 = time.perf_counter()
+            frame = r.render(scenes[name], camera, settings)
+            walls[name].append((time.perf_counter() - t0) * 1e3)
+            for k, v in frame.stats.stages_ms.items():
+                stages[name].setdefault(k, []).append(v)
+            counters[name] = dict(frame.stats.counters)
+    out = {}
+    for name, w in walls.items():
+        out[name] = {
+            "median_ms": statistics.median(w),
+            "min_ms": min(w),
+            "frames_ms": w,
+            "stages_ms": {k: statistics.median(v) for k, v in stages[name].items()},
+            "counters": counters[name],
+            # > 1: this backend is that many times faster than the other, round by round
+            "speedup_vs": {o: statistics.median(b / max(a, 1e-9) for a, b in zip(w, walls[o], strict=True))
+                           for o in walls if o != name},
+        }
+    return out
 
 
 def _make_renderer(name: str):
@@ -168,21 +184,21 @@ def run_bench(config: BenchConfig, progress=None) -> dict:
         else:
             scene = make()
             camera = bench_camera(W, H)
-        rows = []
+        usable = {}
         for name, r in renderers.items():
-            if not r.supports(scene):
+            if r.supports(scene):
+                usable[name] = r
+            else:
                 say(f"{label}: backend {name} cannot render a {scene.kind!r} scene, skipped")
-                continue
-            say(f"{label} ({len(scene)} Gaussians) {W}x{H} on {name}: {config.warmup} warm-up + "
-                f"{config.frames} timed frames")
-            # The torch backend on CUDA gets the scene on its device once, as a viewer would hold it.
-            dev = getattr(r, "device", None)
-            m = measure(r, scene.to(dev) if dev is not None else scene, camera, config.settings,
-                        config.frames, config.warmup)
-            rows.append({"scene": label, "n": len(scene), "backend": name, "resolution": [W, H], **m})
-        for row in rows:  # > 1: this backend is that many times faster than the other
-            row["speedup_vs"] = {o["backend"]: o["median_ms"] / row["median_ms"]
-                                 for o in rows if o is not row and row["median_ms"] > 0}
+        say(f"{label} ({len(scene)} Gaussians) {W}x{H} on {', '.join(usable)}: {config.warmup} warm-up + "
+            f"{config.frames} timed frames each, interleaved")
+        # The torch backend on CUDA gets the scene on its device once, as a viewer would hold it.
+        scenes = {name: scene.to(r.device) if getattr(r, "device", None) is not None else scene
+                  for name, r in usable.items()}
+        timed = measure(usable, scenes, camera, config.settings, config.frames, config.warmup, say)
+        rows = [{"scene": label, "n": len(scene), "backend": name, "resolution": [W, H], **m}
+                for name, m in timed.items()]
+        del scenes
         results.extend(rows)
         del scene
     for r in renderers.values():
@@ -223,7 +239,8 @@ def format_table(report: dict) -> str:
     out += [fmt.format(*row) for row in lines]
     res = report["config"]["resolution"]
     out.append(f"milliseconds per frame at {res[0]}x{res[1]} (median of {report['config']['frames']}; "
-               "stages: medians). blended: gl counts pixel-Gaussian blends, torch counts "
+               "stages: medians); backends take turns frame by frame, and a speed-up is the median "
+               "of the per-round ratios. blended: gl counts pixel-Gaussian blends, torch counts "
                "(tile, Gaussian) pairs that blended into at least one pixel.")
     return "\n".join(out)
 

@@ -50,3 +50,32 @@ def test_parsers_and_generator():
     a, b = synthetic_gaussians(50, seed=4), random_gaussians(50, seed=4)
     for name in ("means", "quats", "scales", "opacities", "sh"):
         assert (getattr(a, name) == getattr(b, name)).all()
+
+
+def test_backends_take_turns_and_ratios_are_per_round():
+    """measure() warms each renderer up, then times one frame of each per round; a speed-up is the
+    median of the per-round ratios (a machine that slows down mid-run slows both alike)."""
+    import time as _time
+
+    from renderer.bench import measure
+    from renderer.types import Frame, FrameStats
+
+    calls = []
+
+    class Fake:
+        def __init__(self, name, ms):
+            self.name, self.ms = name, ms
+
+        def render(self, scene, camera, settings):
+            calls.append(self.name)
+            # Round 2 runs "slow": both backends take 3x as long, their ratio stays 2.
+            slow = 3.0 if calls.count(self.name) == 3 else 1.0
+            _time.sleep(self.ms * slow / 1e3)
+            return Frame(rgb=None, alpha=None, stats=FrameStats({"blend": self.ms}, {"visible": 1}))
+
+    out = measure({"a": Fake("a", 20), "b": Fake("b", 40)}, {"a": None, "b": None}, None, None,
+                  frames=3, warmup=1)
+    assert calls == ["a", "b", "a", "b", "a", "b", "a", "b"]
+    assert out["a"]["speedup_vs"]["b"] == pytest.approx(2.0, rel=0.25)
+    assert out["b"]["speedup_vs"]["a"] == pytest.approx(0.5, rel=0.25)
+    assert len(out["a"]["frames_ms"]) == 3 and out["a"]["stages_ms"]["blend"] == 20
