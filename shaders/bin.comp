@@ -1,34 +1,43 @@
 #version 430
-// bin.comp: stable bucketing of depth-sorted primitives into blend tiles (16 or 8 px).
-// PASS 0 (count):   invocation c walks sorted[c*chunk .. ) and counts, per tile its rectangle
-//                   (or its row spans) touches, hist[tile * num_chunks + c] (own column, no
-//                   atomics).
-// PASS 1 (scatter): after an exclusive scan of hist, the same walk writes each (tile, Gaussian)
+// bin.comp: stable bucketing of depth-sorted primitives into blend tiles (16 or 8 px), by chunk
+// walks. Work group c (WALK lanes) walks the depth-sorted primitives c*chunk .. (c+1)*chunk in
+// order, one primitive at a time, its lanes sharing that primitive's tiles (lane j takes the
+// primitive's j-th, (j+WALK)-th, ... tile, row-major over its rectangle or row spans): a primitive
+// never touches a tile twice, so the lanes' tiles differ and need no atomics.
+// PASS 0 (count):   hist[tile * num_chunks + c] += 1 for every tile of every primitive of chunk c.
+// PASS 1 (scatter): after an exclusive scan of hist, the same walk writes each (tile, primitive)
 //                   pair at hist[tile * num_chunks + c]++: tile-major, and front to back within a
-//                   tile because the walk follows the depth order. The pair's Gaussian id goes
-//                   into an R32UI image so the blend reads textures, not buffers.
+//                   tile because the walk follows the depth order. The pair's primitive id goes
+//                   into an R32UI image (or with PAIR_BUFFER a storage buffer the host copies into
+//                   it) so that the blend reads textures.
 // After PASS 1, hist[t * num_chunks + num_chunks - 1] is the end of tile t's pair range.
+// Why lanes share a primitive (CPU rasterizers, where a work group runs as SIMD lanes): lanes that
+// each walked their own chunk idled half the time (rectangles differ in size) and hit hist at
+// scattered addresses; sharing a primitive keeps ~all lanes busy, touches neighbouring tiles, and
+// needs one hist column per work group instead of per lane (a smaller hist and scan). The
+// primitives' records are staged WALK at a time in shared memory (one gather each) and read back
+// one by one. With LOCKSTEP (llvmpipe: a work group of one subgroup runs as one SIMD vector) the
+// staging needs no barrier; otherwise barrier() orders it.
 // hist is zeroed by the host before PASS 0. llvmpipe stops any invocation after 65535 loop
-// iterations in total, so the host sizes chunks to keep each walk far below that and checks the
-// pair count against the projection's.
-// Bindings (std430): 0 sorted_keys uint[], 1 sorted_vals uint[], 2 rects uvec2[N],
-//   3 spans uvec2[N] (with ROW_SPANS: the tiles of each rectangle row, gs_common.glsl),
-//   4 hist uint[num_tiles * num_chunks]; image 0: pair ids (r32ui, PAIR_TEX_W wide), or with
-//   PAIR_BUFFER std430 5 uint[] in the same order.
-// Defines: PASS, BIN_GROUP (local size), PAIR_BUFFER, ROW_SPANS. References: REFERENCE.md 1.3
-// (duplicateWithKeys / identifyTileRanges in INRIA's rasterizer_impl.cu do the same with a 64-bit
-// key sort); twin: renderer/torch_backend/tiles.py.
+// iterations in total (one per WALK primitives staged, one per WALK tiles of a primitive), so the
+// host sizes chunks to keep each walk far below that and checks the pair count against the
+// projection's.
+// Bindings (std430): 1 sorted_vals uint[], 2 rects uvec2[N], 3 spans uvec2[N] (with ROW_SPANS:
+//   the tiles of each rectangle row, gs_common.glsl), 4 hist uint[num_tiles * num_chunks];
+//   image 0: pair ids (r32ui, PAIR_TEX_W wide), or with PAIR_BUFFER std430 5 uint[].
+// Defines: PASS, WALK (local size: lanes per walk), LOCKSTEP, PAIR_BUFFER, ROW_SPANS.
+// References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
+// rasterizer_impl.cu give the same lists with a 64-bit key sort); twin: renderer/torch_backend/tiles.py.
 #include "gs_common.glsl"
 
-layout(local_size_x = BIN_GROUP) in;
+layout(local_size_x = WALK) in;
 
-layout(std430, binding = 0) readonly buffer SortedKeys { uint sorted_keys[]; };
 layout(std430, binding = 1) readonly buffer SortedVals { uint sorted_vals[]; };
 layout(std430, binding = 2) readonly buffer Rects { uvec2 rects[]; };
-layout(std430, binding = 4) buffer Hist { uint hist[]; };
 #ifdef ROW_SPANS
 layout(std430, binding = 3) readonly buffer Spans { uvec2 spans[]; };   // gs_common.glsl row_span
 #endif
+layout(std430, binding = 4) buffer Hist { uint hist[]; };
 #if PASS == 1 && defined(PAIR_BUFFER)
 // CPU rasterizers: a storage buffer (the host copies it into the pair texture), as llvmpipe's
 // imageStore costs more than a buffer store.
@@ -40,51 +49,94 @@ layout(r32ui, binding = 0) writeonly uniform uimage2D pair_ids;
 uniform uint n_visible;
 uniform uint chunk;
 uniform uint num_chunks;
-uniform uint num_tiles;
 uniform uint tiles_x;
 
+// Staged primitives: (x0 | y0 << 16, x1 | y1 << 16, FULL_SPANS, id) for whole rectangles, else
+// (x0 | y0 << 16, id, row spans): the rows are then the spans' non-empty bytes (one read each).
+shared uvec4 s_rect[WALK];
+#ifdef LOCKSTEP
+#define SYNC()
+#else
+#define SYNC() barrier()
+#endif
+
+uint c;
+uint lane;
+
+// Every tile of the staged primitive j: lane `lane` takes tiles lane, lane + WALK, ... of its
+// row-major list.
+void walk(uint j) {
+    uvec4 R = s_rect[j];
+    bool full = R.z == FULL_SPANS;
+    uint g = full ? R.w : R.y;
+    uvec4 r = unpack_rect(R.xy);
+    uvec2 sp = R.zw;
+    uint w = r.z - r.x, h = r.w - r.y;   // (whole rectangles only)
+    // Row spans: per row k < 8, its first tile offset and the number of tiles before it.
+    uint first[8];
+    uint before[9];
+    before[0] = 0u;
+    for (int k = 0; k < 8; ++k) {
+        uint b = ((k < 4 ? sp.x : sp.y) >> (8 * (k & 3))) & 0xFFu;
+        uint n = (b >> 4) - (b & 15u);   // 0 past the last row
+        first[k] = b & 15u;
+        before[k + 1] = before[k] + n;
+    }
+    uint count = full ? w * h : before[8];
+    float inv_w = 1.0 / float(max(w, 1u));
+    for (uint i = lane; i < count; i += uint(WALK)) {
+        // Whole rows: row = i / w (exact in float for these sizes); spans: the rows whose first
+        // pair is at or before i.
+        uint row_f = uint((float(i) + 0.5) * inv_w);
+        uint row_s = 0u, base = 0u, off = first[0];
+        for (int k = 1; k < 8; ++k) {
+            bool past = i >= before[k];
+            row_s = past ? uint(k) : row_s;
+            base = past ? before[k] : base;
+            off = past ? first[k] : off;
+        }
+        uint row = full ? row_f : row_s;
+        uint tx = r.x + (full ? i - row_f * w : off + i - base);
+        uint slot = ((r.y + row) * tiles_x + tx) * num_chunks + c;
+#if PASS == 0
+        hist[slot] += 1u;
+#else
+        uint pos = hist[slot];
+        hist[slot] = pos + 1u;
+#ifdef PAIR_BUFFER
+        pair_buf[pos] = g;
+#else
+        imageStore(pair_ids, pair_coord(pos), uvec4(g));
+#endif
+#endif
+    }
+}
+
 void main() {
-    uint c = gl_GlobalInvocationID.x;
-    if (c >= num_chunks) return;
+    c = gl_WorkGroupID.x;
+    lane = gl_LocalInvocationID.x;
     uint begin = c * chunk;
     uint end = min(n_visible, begin + chunk);
-    for (uint s = begin; s < end; ++s) {
-        if (sorted_keys[s] == INVALID_KEY) break;
-        uint g = sorted_vals[s];
-        uvec4 r = unpack_rect(rects[g]);
+    for (uint s0 = begin; s0 < end; s0 += uint(WALK)) {
+        uint s = s0 + lane;
+        uint g = sorted_vals[min(s, end - 1u)];
 #ifdef ROW_SPANS
         uvec2 sp = spans[g];
 #else
         const uvec2 sp = uvec2(FULL_SPANS, 0u);
 #endif
-        // One flat loop over the rows' tiles: llvmpipe's iteration cap counts every loop iteration,
-        // so no separate row loop. Every row of a rectangle holds at least one tile (spans are
-        // never empty inside a rectangle; a rectangle of zero width has no rows here).
-        uint h = r.z > r.x ? r.w - r.y : 0u;
-        bool full = sp.x == FULL_SPANS;
-        uint lo = sp.x, hi = sp.y;   // spans of the rows from this one on, a byte each
-        uint xe = full ? r.z : r.x + ((lo >> 4) & 15u);
-        uint tx = full ? r.x : r.x + (lo & 15u), row = r.y * tiles_x;
-        for (uint i = 0u; i < h;) {
-            uint slot = (row + tx) * num_chunks + c;
-#if PASS == 0
-            hist[slot] += 1u;
-#else
-            uint pos = hist[slot];
-            hist[slot] = pos + 1u;
-#ifdef PAIR_BUFFER
-            pair_buf[pos] = g;
-#else
-            imageStore(pair_ids, pair_coord(pos), uvec4(g));
+        uvec2 r = rects[g];
+        // Past the chunk's end: an empty rectangle.
+        s_rect[lane] = s >= end ? uvec4(0u, 0u, FULL_SPANS, 0u)
+                     : (sp.x == FULL_SPANS ? uvec4(r, FULL_SPANS, g) : uvec4(r.x, g, sp));
+        SYNC();
+        walk(0u); walk(1u); walk(2u); walk(3u);
+#if WALK > 4
+        walk(4u); walk(5u); walk(6u); walk(7u);
 #endif
+#if WALK > 8
+        walk(8u); walk(9u); walk(10u); walk(11u); walk(12u); walk(13u); walk(14u); walk(15u);
 #endif
-            bool wrap = tx + 1u >= xe;
-            i += wrap ? 1u : 0u;
-            lo = wrap ? (lo >> 8) | (hi << 24) : lo;
-            hi = wrap ? hi >> 8 : hi;
-            xe = full ? r.z : r.x + ((lo >> 4) & 15u);
-            tx = wrap ? (full ? r.x : r.x + (lo & 15u)) : tx + 1u;
-            row += wrap ? tiles_x : 0u;
-        }
+        SYNC();
     }
 }

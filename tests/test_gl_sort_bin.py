@@ -238,9 +238,9 @@ def test_chunk_walk_overrunning_the_loop_cap_is_rebinned(gl_ctx, monkeypatch):
 
     if not binning.is_software(gl_ctx):
         pytest.skip("the iteration cap is llvmpipe's")
-    monkeypatch.setattr(binning, "PAIRS_PER_CHUNK", 1 << 30)
+    monkeypatch.setattr(binning, "WALK_ITERATIONS", 1 << 30)
     p = GaussianPipeline(gl_ctx, timing="off", bin_method="chunks")
-    scene = random_gaussians(12000, seed=24, log_scale=-3.0)
+    scene = random_gaussians(80000, seed=24)  # a walk takes ~1 iteration per Gaussian: > 65535
     cam = orbit_camera(2.2, 30, 20, 256, 192)
     st = _render_and_check(p, scene, cam)
     assert st["ids"].size > 70_000 and p.binning.chunk_scale > 1

@@ -9,8 +9,9 @@ A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.gls
 and counts into counters[0] the primitives with a valid key and into counters[2] the
 (tile, primitive) pairs their rectangles (or spans) cover. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
-    bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: serial chunk walks on CPU
-                                   rasterizers, per-primitive atomics and a per-tile sort on GPUs)
+    bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: chunk walks on CPU rasterizers,
+                                   a work group per chunk whose lanes share each primitive's tiles;
+                                   per-primitive atomics and a per-tile sort on GPUs)
                                    the depth-sorted primitives bucketed stably into per-tile lists:
                                    tile t's pairs are hist[t * chunks - 1] .. hist[(t+1) * chunks - 1]
                                    (start 0 for t = 0) and their primitive ids sit in an R32UI
@@ -27,24 +28,23 @@ import numpy as np
 
 from .context import is_software
 from .shaders import compute_shader
-from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms
+from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms, subgroup_size
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
-# Binning chunks: one invocation walks a chunk of depth-sorted primitives serially. llvmpipe ends
-# any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently, so
-# chunks are sized for PAIRS_PER_CHUNK pairs on average (bin.comp walks one iteration per pair
-# plus one per primitive; on the bench scene at 800x800, 12288 took 0.72x the bin time of 8192
-# at 100k Gaussians and 0.93x at 300k, 8192 0.8x that of 4096, and 16384 overran the cap:
-# depth-sorted chunks are unbalanced, the longest walk ~2.5x the mean), and the binned pair count is
-# checked against the projection's: on a mismatch the frame is binned again with twice the
-# chunks, and later frames start from the chunk count that worked.
-PAIRS_PER_CHUNK = 12288
-BIN_GROUP = 64  # bin.comp local size (chunk walks per work group)
+# Binning chunks: one work group of WALK lanes walks a chunk of depth-sorted primitives, its lanes
+# sharing each primitive's tiles (bin.comp). llvmpipe ends any invocation after 65535 loop
+# iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently; a walk takes about one iteration per
+# WALK pairs plus one per primitive, so chunks are sized for WALK_ITERATIONS iterations on average
+# (depth-sorted chunks are unbalanced: near primitives cover more tiles, the longest walk ~2.5x the
+# mean), and the binned pair count is checked against the projection's: on a mismatch the frame is
+# binned again with twice the chunks, and later frames start from the chunk count that worked.
+WALK_ITERATIONS = 16384
 SORT_MODES = ("gpu", "cpu")
-# Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: few long invocations, the
-# fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile atomic counters
-# and a per-tile sort by depth rank (bin_par.comp: the fast choice on GPUs, where the serial walks
-# took about half of a frame). "auto" picks by is_software(ctx). Both give the same bins.
+# Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: a few work groups with long
+# walks, the fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile
+# atomic counters and a per-tile sort by depth rank (bin_par.comp: the fast choice on GPUs, where
+# the serial walks took about half of a frame). "auto" picks by is_software(ctx). Both give the
+# same bins.
 BIN_METHODS = ("auto", "chunks", "parallel")
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 
@@ -104,7 +104,7 @@ class TileBinning:
         self.sort_mode = sort
         self.pair_ids = None  # R32UI texture, grown by 1.5x
         self.spans = None  # the last bin()'s row spans (a buffer of the owner's) or None
-        self.chunk_scale = 1  # chunks per PAIRS_PER_CHUNK pairs, doubled when a walk overran the cap
+        self.chunk_scale = 1  # chunks per WALK_ITERATIONS iterations, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
         # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
         # rasterizers (llvmpipe's imageStore costs more than a buffer store plus the copy).
@@ -114,6 +114,12 @@ class TileBinning:
         # bigger one is undefined and crashed Mesa, so dense frames switch method or fail clearly.
         self.max_words = int(ctx.info.get("GL_MAX_SHADER_STORAGE_BLOCK_SIZE", 1 << 27)) // 4
         self.max_pairs = PAIR_TEX_W * int(ctx.info.get("GL_MAX_TEXTURE_SIZE", 16384))
+        # bin.comp's lanes per walk: the SIMD width on llvmpipe, where a work group of one subgroup
+        # runs in lockstep and its shared-memory staging needs no barrier (LOCKSTEP); 8 elsewhere.
+        self.lockstep = "llvmpipe" in str(ctx.info.get("GL_RENDERER", "")).lower()
+        width = subgroup_size(ctx)
+        self.walk = width if self.lockstep and width in (4, 8, 16) else 8
+        self.lockstep = self.lockstep and width == self.walk
 
     # ---- buffers the projection fills --------------------------------------------------------
     def projection_buffers(self, n: int) -> tuple:
@@ -163,7 +169,10 @@ class TileBinning:
             raise RuntimeError(f"this frame has {expect_pairs:,} (tile, primitive) pairs, more than this GL "
                                f"implementation can bin ({min(self.max_pairs, self.max_words):,}); "
                                "lower the resolution or the splat scale")
-        chunks = min(n_vis, max(1, -(-expect_pairs * self.chunk_scale // PAIRS_PER_CHUNK)))
+        # Loop iterations of all walks: one per WALK pairs, at most one more per primitive for its
+        # last partial batch of tiles, one per WALK primitives staged.
+        iterations = (expect_pairs + n_vis) // self.walk + n_vis
+        chunks = min(n_vis, max(1, -(-iterations * self.chunk_scale // WALK_ITERATIONS)))
         # The chunk walk keeps a (tile, chunk) histogram; where it would not fit in one storage
         # buffer, the parallel method (a per-tile histogram) bins this frame instead.
         if self.method == "parallel" or num_tiles * chunks > self.max_words:
@@ -194,10 +203,10 @@ class TileBinning:
         hist = self.scratch.get("bin_hist", 4 * m)
         hist.clear(size=4 * m)
         self._bind_inputs(keys, vals, rects, hist)
-        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, num_tiles=num_tiles, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, "BIN_GROUP": BIN_GROUP, **self._span_defs()})
+        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, tiles_x=tiles_x)
+        cs = compute_shader(ctx, "bin.comp", {"PASS": 0, **self._walk_defs()})
         set_uniforms(cs, **uni)
-        cs.run(groups(chunks, BIN_GROUP))
+        cs.run(chunks)
         ctx.memory_barrier()
         exclusive_scan(ctx, self.scratch, hist, m)
         n_pairs = scan_total(self.scratch, m)
@@ -205,7 +214,7 @@ class TileBinning:
             return chunks, hist, n_pairs
         pair_ids = self.pair_texture(n_pairs)
         self._bind_inputs(keys, vals, rects, hist)
-        defs = {"PASS": 1, "BIN_GROUP": BIN_GROUP, **self._span_defs()}
+        defs = {"PASS": 1, **self._walk_defs()}
         # (only where the copy fits one storage buffer binding: bigger ones are undefined)
         use_buffer = self.pair_buffer and pair_ids.width * pair_ids.height <= self.max_words
         if use_buffer:
@@ -216,7 +225,7 @@ class TileBinning:
             pair_ids.bind_to_image(0, read=False, write=True)
         cs = compute_shader(ctx, "bin.comp", defs)
         set_uniforms(cs, **uni)
-        cs.run(groups(chunks, BIN_GROUP))
+        cs.run(chunks)
         ctx.memory_barrier()
         if use_buffer:
             pair_ids.write(buf)  # buffer to texture on the GL side (the blend reads a texture)
@@ -259,6 +268,9 @@ class TileBinning:
     def _span_defs(self) -> dict:
         return {"ROW_SPANS": 1} if self.spans is not None else {}
 
+    def _walk_defs(self) -> dict:
+        return {"WALK": self.walk, **({"LOCKSTEP": 1} if self.lockstep else {}), **self._span_defs()}
+
     # ---- inspection and resources ------------------------------------------------------------
     def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:
         """The last sort and bins read back (for tests): numpy arrays
@@ -300,4 +312,4 @@ class TileBinning:
             self.pair_ids = None
 
 
-__all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "PAIRS_PER_CHUNK", "nearest_texture", "unpack_spans"]
+__all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "WALK_ITERATIONS", "nearest_texture", "unpack_spans"]

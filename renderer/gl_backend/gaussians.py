@@ -25,7 +25,7 @@ import torch
 
 from ..profiling import release_query_pool
 from ..types import Camera, Frame, RenderSettings
-from .binning import PAIR_TEX_W, PAIRS_PER_CHUNK, TileBinning  # noqa: F401 - re-exported names
+from .binning import PAIR_TEX_W, WALK_ITERATIONS, TileBinning  # noqa: F401 - re-exported names
 from .context import is_software
 from .pipeline import (
     FrameRun,
