@@ -337,3 +337,14 @@ def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
                 reached = (lo + qx * dx * dx + qy * dx * dy + qz * dy * dy >= np.log2(1 / 255)).any()
                 assert not reached or xa <= tx < xb, (g, tx, ty)
     assert in_spans < 0.85 * box_pairs
+
+
+@pytest.mark.parametrize("walk", [4, 8])
+def test_chunk_walks_with_barriers_and_other_widths(gl_ctx, walk):
+    """bin.comp staged with barrier() (any driver) and with 4 lanes per walk bins as numpy does."""
+    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=8, bin_method="chunks")
+    p.binning.lockstep, p.binning.walk = False, walk
+    scene = random_gaussians(2500, seed=26, log_scale=-3.2)
+    st = _render_and_check(p, scene, orbit_camera(2.5, 35, 15, 120, 90))
+    assert st["ids"].size > 5000 and p._last["bins"].chunks >= 1
+    p.release()
