@@ -119,9 +119,13 @@ void main() {
     // (measured 13% of the blend).
     const uint slice = 0u;
 #endif
-    for (uint base = start; base < end && anyInvocationARB(live); base += uint(BATCH)) {
+    // do-while: llvmpipe runs a loop body once more, masked, when its condition fails at the top
+    // (0.84x the blend at 10k Gaussians, 0.97x at 100k); an empty tile runs it once with every
+    // pair past its end (which blends nothing).
+    uint base = start;
+    do {
         uint p = base + lane;
-        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, end - 1u)), 0).r);
+        ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r);
         vec4 r1 = texelFetch(rec1, pc, 0);
         vec4 r2 = texelFetch(rec2, pc, 0);
         s_r0[slice + lane] = texelFetch(rec0, pc, 0);
@@ -144,7 +148,8 @@ void main() {
         SYNC();
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
-    }
+        base += uint(BATCH);
+    } while (base < end && anyInvocationARB(live));
 #else
     // No subgroups (BATCH 1): every lane fetches the same pair's record.
     for (uint p = start; p < end && live; ++p) {
