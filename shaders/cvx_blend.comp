@@ -58,8 +58,12 @@ void main() {
     float fx = float(px) + 0.5;
     float fy0 = float(py0) + 0.5;
     uint blended = 0u;
-    for (uint p = start; p < end && live > 0; ++p) {
-        uint g = texelFetch(pair_ids, pair_coord(p), 0).r;
+    // do-while: llvmpipe runs a loop body once more, masked, when its condition fails at the top;
+    // an empty tile runs it once with a pair past its end (which blends nothing).
+    uint p = start;
+    do {
+        bool in_tile = p < end;
+        uint g = texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r;
         vec4 r0 = texelFetch(rec, cvx_coord(g, 0), 0);
         vec4 r1 = texelFetch(rec, cvx_coord(g, 1), 0);
         float e[4 * CVX_EDGE_TEXELS];
@@ -86,7 +90,7 @@ void main() {
             float phi = m + log(s);
             float ind = 1.0 / (1.0 + exp(r0.z * phi));
             float alpha = min(MAX_ALPHA, r0.w * ind);
-            bool ok = !done[k] && alpha >= ALPHA_MIN;
+            bool ok = in_tile && !done[k] && alpha >= ALPHA_MIN;
             float nt = T[k] * (1.0 - alpha);
             bool stop = ok && nt < T_MIN;
             float w = (ok && !stop) ? alpha * T[k] : 0.0;
@@ -97,7 +101,8 @@ void main() {
             done[k] = done[k] || stop;
             live += done[k] ? 0 : 1;
         }
-    }
+        ++p;
+    } while (p < end && live > 0);
     if (blended > 0u) atomicAdd(counters[1], blended);
 
     for (int k = 0; k < PPT; ++k) {
