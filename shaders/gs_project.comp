@@ -9,7 +9,8 @@
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
-//   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs
+//   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs,
+//                     counters[4] = min, counters[5] = max of the visible Gaussians' sort keys
 //   10 spans uvec2[N] out, BLEND_TILE 8 only: the tiles of each rectangle row (row_spans below)
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha ellipse),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
@@ -124,8 +125,9 @@ void cull(uint g) {
 #endif
 }
 
-// Projects Gaussian g; vis = 1 when it passes the twin's culling, pairs = its tile pairs.
-void project(uint g, inout uint vis, inout uint pairs) {
+// Projects Gaussian g; vis = 1 when it passes the twin's culling, pairs = its tile pairs, key its
+// sort key.
+void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     vec4 g0 = geom[3u * g];
     vec4 g1 = geom[3u * g + 1u];
     vec4 g2 = geom[3u * g + 2u];
@@ -243,32 +245,47 @@ void project(uint g, inout uint vis, inout uint pairs) {
     touched = span_pairs;
 #endif
     pairs = touched;
-    keys[g] = floatBitsToUint(zc);
+    key = floatBitsToUint(zc);
+    keys[g] = key;
     vals[g] = g;
 }
 
 #ifdef GROUP_ATOMICS
-shared uint group_vis, group_pairs;
+shared uint group_vis, group_pairs, group_kmin, group_kmax;
 #endif
 
 void main() {
     uint g = gl_GlobalInvocationID.x;
-    uint vis = 0u, pairs = 0u;
-    if (g < n) project(g, vis, pairs);
+    uint vis = 0u, pairs = 0u, key = 0u;
+    if (g < n) project(g, vis, pairs, key);
 #ifdef GROUP_ATOMICS
     // GPUs: one global atomic per work group. A million same-address atomics (one per Gaussian)
     // serialise; llvmpipe, where a barrier costs more than its atomics, adds per invocation.
-    if (gl_LocalInvocationIndex == 0u) { group_vis = 0u; group_pairs = 0u; }
+    if (gl_LocalInvocationIndex == 0u) {
+        group_vis = 0u; group_pairs = 0u; group_kmin = 0xFFFFFFFFu; group_kmax = 0u;
+    }
     barrier();
-    if (vis > 0u) atomicAdd(group_vis, vis);
+    if (vis > 0u) {
+        atomicAdd(group_vis, vis);
+        atomicMin(group_kmin, key);
+        atomicMax(group_kmax, key);
+    }
     if (pairs > 0u) atomicAdd(group_pairs, pairs);
     barrier();
     if (gl_LocalInvocationIndex == 0u) {
-        if (group_vis > 0u) atomicAdd(counters[0], group_vis);
+        if (group_vis > 0u) {
+            atomicAdd(counters[0], group_vis);
+            atomicMin(counters[4], group_kmin);
+            atomicMax(counters[5], group_kmax);
+        }
         if (group_pairs > 0u) atomicAdd(counters[2], group_pairs);
     }
 #else
-    if (vis > 0u) atomicAdd(counters[0], vis);
+    if (vis > 0u) {
+        atomicAdd(counters[0], vis);
+        atomicMin(counters[4], key);
+        atomicMax(counters[5], key);
+    }
     if (pairs > 0u) atomicAdd(counters[2], pairs);
 #endif
 }

@@ -9,7 +9,8 @@
 // shared-memory sort, which they run slowly.
 // Bindings (std430): 0 keys_in uint[n], 1 vals_in uint[n], 2 keys_out uint[n], 3 vals_out uint[n],
 //                    4 hist uint[RADIX * num_chunks].
-// Defines: PASS (0 or 1), RADIX_BITS. Reference: the textbook chunked counting sort (e.g. Merrill &
+// Defines: PASS (0 or 1), RADIX_BITS. The digits are those of key - key_offset (a uniform: the
+// least valid key, so that a narrow key range takes fewer passes), INVALID_KEY kept all ones. Reference: the textbook chunked counting sort (e.g. Merrill &
 // Grimshaw, "High performance and scalable radix sorting", 2011, upsweep/scan/downsweep).
 layout(local_size_x = 64) in;
 
@@ -19,13 +20,18 @@ layout(std430, binding = 2) writeonly buffer KeysOut { uint keys_out[]; };
 layout(std430, binding = 3) writeonly buffer ValsOut { uint vals_out[]; };
 layout(std430, binding = 4) buffer Hist { uint hist[]; };
 
+const uint RADIX = 1u << RADIX_BITS;
+const uint MASK = RADIX - 1u;
+
 uniform uint n;
 uniform uint chunk;
 uniform uint num_chunks;
 uniform uint shift;
+uniform uint key_offset;   // digits of key - key_offset; INVALID_KEY (all ones) stays all ones
 
-const uint RADIX = 1u << RADIX_BITS;
-const uint MASK = RADIX - 1u;
+uint digit(uint k) {
+    return ((k == 0xFFFFFFFFu ? k : k - key_offset) >> shift) & MASK;
+}
 
 void main() {
     uint c = gl_GlobalInvocationID.x;
@@ -35,13 +41,13 @@ void main() {
 #if PASS == 0
     for (uint d = 0u; d < RADIX; ++d) hist[d * num_chunks + c] = 0u;
     for (uint i = begin; i < end; ++i) {
-        uint d = (keys_in[i] >> shift) & MASK;
+        uint d = digit(keys_in[i]);
         hist[d * num_chunks + c] += 1u;
     }
 #else
     for (uint i = begin; i < end; ++i) {
         uint k = keys_in[i];
-        uint slot = ((k >> shift) & MASK) * num_chunks + c;
+        uint slot = digit(k) * num_chunks + c;
         uint pos = hist[slot];
         hist[slot] = pos + 1u;
         keys_out[pos] = k;

@@ -56,6 +56,31 @@ def test_radix_sort_matches_numpy_stable(gl_ctx, n):
     scratch.release()
 
 
+@pytest.mark.parametrize("n", [1, 3000, 70_001])
+def test_radix_sort_of_a_key_range(gl_ctx, n):
+    """key_offset + key_bits (the pipeline's narrow depth range): the order of the full keys in
+    fewer passes, INVALID_KEY last, ties stable."""
+    rng = np.random.default_rng(n)
+    depths = rng.uniform(1.3, 4.7, size=n).astype(np.float32)
+    keys = depths.view(np.uint32).copy()
+    keys[rng.random(n) < 0.1] = 0xFFFFFFFF
+    keys[: n // 4] = keys[n // 2]  # ties: stability
+    valid = keys[keys != 0xFFFFFFFF]
+    lo, hi = int(valid.min()), int(valid.max())
+    bits = (hi - lo + 1).bit_length()
+    assert bits <= 24  # 3 passes where the plain keys need 4
+    vals = np.arange(n, dtype=np.uint32)
+    scratch = Scratch(gl_ctx)
+    kb, vb = gl_ctx.buffer(keys.tobytes()), gl_ctx.buffer(vals.tobytes())
+    ok, ov = radix_sort(gl_ctx, scratch, kb, vb, n, key_bits=bits, key_offset=lo)
+    order = np.argsort(keys, kind="stable")
+    assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
+    assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
+    kb.release()
+    vb.release()
+    scratch.release()
+
+
 def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):
     """Reference: stable depth order, then per tile the Gaussians whose rectangle (row spans
     [n, 8, 2] where given, for rectangles of up to 8 rows) covers it."""

@@ -242,12 +242,13 @@ class GaussianPipeline:
                     if use_rec_buffers:
                         for t, b in zip(recs, rec_bufs, strict=True):
                             t.write(b)  # buffer to texture on the GL side: the blend reads textures
-                    cnt = np.frombuffer(counters.read(12), dtype=np.uint32)
+                    cnt = np.frombuffer(counters.read(24), dtype=np.uint32)
                     n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
+                    key_range = (int(cnt[4]), int(cnt[5]))
 
                 with run.stage("sort"):
                     if n_vis > 0:
-                        keys, vals = self._sort(keys, vals, n)
+                        keys, vals = self.binning.sort(keys, vals, n, key_range)
 
                 with run.stage("bin"):
                     bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x,
@@ -304,9 +305,6 @@ class GaussianPipeline:
         """
         last = self._last
         return self.binning.debug_state(last["keys"], last["vals"], last["n"], last["bins"])
-
-    def _sort(self, keys, vals, n: int):
-        return self.binning.sort(keys, vals, n)
 
     def render(self, scene, camera: Camera, settings: RenderSettings) -> Frame:
         _, _, stats, (rgba, depth) = self.draw(scene, camera, settings, readback=True)

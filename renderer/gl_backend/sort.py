@@ -88,11 +88,14 @@ def scan_total(scratch: Scratch, m: int) -> int:
     return int(np.frombuffer(scratch.buffers["scan_partial"].read(4, offset=4 * nb), dtype=np.uint32)[0])
 
 
-def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256):
+def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256,
+               key_offset: int = 0):
     """Stable ascending sort of n (uint key, uint value) pairs on the GPU.
 
-    keys, vals: buffers of >= 4n bytes, overwritten. Returns the (keys, vals) buffers holding the
-    result (the inputs themselves after an even number of passes).
+    keys, vals: buffers of >= 4n bytes, overwritten. The order is that of key - key_offset over its
+    low key_bits bits, with INVALID_KEY (0xFFFFFFFF) taken as all ones (last); the keys themselves
+    are moved unchanged. Returns the (keys, vals) buffers holding the result (the inputs
+    themselves after an even number of passes).
     """
     passes = (key_bits + RADIX_BITS - 1) // RADIX_BITS
     num_chunks = max(1, (n + chunk - 1) // chunk)
@@ -109,7 +112,8 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
         dst[1].bind_to_storage_buffer(3)
         hist.bind_to_storage_buffer(4)
         for cs in (count, scatter):
-            set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * RADIX_BITS)
+            set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * RADIX_BITS,
+                         key_offset=key_offset)
         count.run(groups(num_chunks))
         ctx.memory_barrier()
         exclusive_scan(ctx, scratch, hist, num_chunks << RADIX_BITS)
