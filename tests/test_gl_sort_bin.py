@@ -37,6 +37,21 @@ def test_exclusive_scan(gl_ctx, m):
     scratch.release()
 
 
+def _check_radix_sort(ctx, keys: np.ndarray, **kw) -> None:
+    """radix_sort(keys, 0..n-1, **kw) against numpy's stable argsort of the full keys."""
+    n = len(keys)
+    vals = np.arange(n, dtype=np.uint32)
+    scratch = Scratch(ctx)
+    kb, vb = ctx.buffer(keys.tobytes()), ctx.buffer(vals.tobytes())
+    ok, ov = radix_sort(ctx, scratch, kb, vb, n, **kw)
+    order = np.argsort(keys, kind="stable")
+    assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
+    assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
+    kb.release()
+    vb.release()
+    scratch.release()
+
+
 @pytest.mark.parametrize("n", [1, 100, 5000, 66_000])
 def test_radix_sort_matches_numpy_stable(gl_ctx, n):
     rng = np.random.default_rng(n)
@@ -44,16 +59,7 @@ def test_radix_sort_matches_numpy_stable(gl_ctx, n):
     keys = depths.view(np.uint32).copy()
     keys[rng.random(n) < 0.2] = 0xFFFFFFFF  # culled
     keys[: n // 3] = keys[n // 2] if n > 2 else keys[: n // 3]  # many ties: stability matters
-    vals = np.arange(n, dtype=np.uint32)
-    scratch = Scratch(gl_ctx)
-    kb, vb = gl_ctx.buffer(keys.tobytes()), gl_ctx.buffer(vals.tobytes())
-    ok, ov = radix_sort(gl_ctx, scratch, kb, vb, n)
-    order = np.argsort(keys, kind="stable")
-    assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
-    assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
-    kb.release()
-    vb.release()
-    scratch.release()
+    _check_radix_sort(gl_ctx, keys)
 
 
 @pytest.mark.parametrize("n", [1, 3000, 70_001])
@@ -61,24 +67,14 @@ def test_radix_sort_of_a_key_range(gl_ctx, n):
     """key_offset + key_bits (the pipeline's narrow depth range): the order of the full keys in
     fewer passes, INVALID_KEY last, ties stable."""
     rng = np.random.default_rng(n)
-    depths = rng.uniform(1.3, 4.7, size=n).astype(np.float32)
-    keys = depths.view(np.uint32).copy()
+    keys = rng.uniform(1.3, 4.7, size=n).astype(np.float32).view(np.uint32).copy()
     keys[rng.random(n) < 0.1] = 0xFFFFFFFF
     keys[: n // 4] = keys[n // 2]  # ties: stability
     valid = keys[keys != 0xFFFFFFFF]
     lo, hi = int(valid.min()), int(valid.max())
     bits = (hi - lo + 1).bit_length()
     assert bits <= 24  # 3 passes where the plain keys need 4
-    vals = np.arange(n, dtype=np.uint32)
-    scratch = Scratch(gl_ctx)
-    kb, vb = gl_ctx.buffer(keys.tobytes()), gl_ctx.buffer(vals.tobytes())
-    ok, ov = radix_sort(gl_ctx, scratch, kb, vb, n, key_bits=bits, key_offset=lo)
-    order = np.argsort(keys, kind="stable")
-    assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
-    assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
-    kb.release()
-    vb.release()
-    scratch.release()
+    _check_radix_sort(gl_ctx, keys, key_bits=bits, key_offset=lo)
 
 
 def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):
