@@ -14,7 +14,7 @@
 // prepared per lane and pair), exp2, and a branch-free update (llvmpipe runs both sides of an
 // `if` under a lane mask): a finished pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
-//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records, see
+//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0, rec1 (records, see
 //   gs_project.comp); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation after 65535 loop iterations; one iteration here is a batch,
 //   so a tile may hold up to ~65535 * BATCH pairs.
@@ -39,8 +39,7 @@ layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
 uniform usampler2D pair_ids;
 uniform sampler2D rec0;
-uniform sampler2D rec1;
-uniform sampler2D rec2;
+uniform usampler2D rec1;
 
 uniform ivec2 image_size;
 #include "pixel_out.glsl"
@@ -126,13 +125,10 @@ void main() {
     do {
         uint p = base + lane;
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r);
-        vec4 r1 = texelFetch(rec1, pc, 0);
-        vec4 r2 = texelFetch(rec2, pc, 0);
+        vec4 r1 = uintBitsToFloat(texelFetch(rec1, pc, 0));   // (q.z, log2 o, depth, colour bits)
         s_r0[slice + lane] = texelFetch(rec0, pc, 0);
-        // Past the tile's end: a log2(opacity) that fails every test. The colour is already
-        // RGB9E5-quantised (gs_project.comp), so packing it again loses nothing.
-        s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r2.a,
-                                  uintBitsToFloat(pack_rgb9e5(r2.rgb)));
+        // Past the tile's end: a log2(opacity) that fails every test.
+        s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r1.zw);
         SYNC();
         // Unrolled by hand: one vector load per record and pair, no loop bookkeeping.
 #define PAIR(j) { vec4 a = s_r0[slice + j]; vec4 b = s_r1[slice + j]; \
@@ -155,9 +151,9 @@ void main() {
     for (uint p = start; p < end && live; ++p) {
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
         vec4 r0 = texelFetch(rec0, pc, 0);
-        vec4 r1 = texelFetch(rec1, pc, 0);
-        vec4 r2 = texelFetch(rec2, pc, 0);
-        blend_one(r0.x - fx, r0.y - fy, vec3(r0.zw, r1.x), r1.y, r2);
+        uvec4 r1 = texelFetch(rec1, pc, 0);
+        blend_one(r0.x - fx, r0.y - fy, vec3(r0.zw, uintBitsToFloat(r1.x)), uintBitsToFloat(r1.y),
+                  vec4(unpack_rgb9e5(r1.w), uintBitsToFloat(r1.z)));
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }

@@ -5,7 +5,7 @@
 // then every pixel walks the batch; the group stops once all of its pixels have stopped. Same
 // per-pixel arithmetic as gs_blend.comp (the llvmpipe blend), so both give the same image.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
-//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0..rec2 (records, see
+//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0, rec1 (records, see
 //   gs_project.comp); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
 //   1 out_depth (r32f: expected depth normalised by alpha).
 // Defines: BLEND_TILE (8 or 16 px), MODE (0 rgb, 1 depth colour-mapped, 2 alpha).
@@ -22,8 +22,7 @@ layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
 uniform usampler2D pair_ids;
 uniform sampler2D rec0;
-uniform sampler2D rec1;
-uniform sampler2D rec2;
+uniform usampler2D rec1;
 layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
 layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 
@@ -39,8 +38,7 @@ const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;
 
 shared vec4 s0[NT];
-shared vec4 s1[NT];
-shared vec4 s2[NT];
+shared uvec4 s1[NT];
 shared uint n_done;
 shared uint n_blended;
 
@@ -69,14 +67,13 @@ void main() {
             ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
             s0[tid] = texelFetch(rec0, pc, 0);
             s1[tid] = texelFetch(rec1, pc, 0);
-            s2[tid] = texelFetch(rec2, pc, 0);
         }
         barrier();
         if (n_done == NT) break;   // uniform: every pixel of the tile has stopped
         uint cnt = min(NT, end - base);
         for (uint j = 0u; j < cnt && !done; ++j) {
             vec4 r0 = s0[j];
-            vec4 r1 = s1[j];
+            vec2 r1 = uintBitsToFloat(s1[j].xy);   // (q.z, log2 opacity)
             vec2 d = r0.xy - centre;
             float lg = r1.y + r0.z * d.x * d.x + d.y * (r0.w * d.x + r1.x * d.y);
             if (lg < LOG2_ALPHA_MIN) continue;
@@ -84,7 +81,7 @@ void main() {
             float nt = T - T * a;
             if (nt < T_MIN) { done = true; break; }
             float w = a * T;
-            vec4 col = s2[j];
+            vec4 col = vec4(unpack_rgb9e5(s1[j].w), uintBitsToFloat(s1[j].z));
             C += w * col.rgb;
             D += w * col.a;
             T = nt;

@@ -1,16 +1,17 @@
 // gs_common.glsl: layout shared by the Gaussian splatting compute passes (include-only).
-// Bindings: none. Defines the projected-record layout (3 x vec4 per Gaussian) and pair-texture
+// Bindings: none. Defines the projected-record layout (2 texels per Gaussian) and pair-texture
 // addressing. Reference: REFERENCE.md section 1 (3DGS forward model); twin: renderer/torch_backend.
 //
-// Projected record of Gaussian g, in three RGBA32F textures at texel pair_coord(g) (the blend
-// reads them with texelFetch through the per-pair Gaussian ids that binning writes):
-//   rec0 = (mean2d.x, mean2d.y, q.x, q.y)              q = log2(e) * (-conic.a / 2, -conic.b,
-//   rec1 = (q.z, log2(opacity), opacity, id bits)           -conic.c / 2), conic = inverse dilated
-//                                                      2D covariance: log2(alpha) = log2(opacity)
-//                                                      + q.x dx^2 + q.y dx dy + q.z dy^2;
-//                                                      opacity includes the mip compensation;
-//                                                      id = uintBitsToFloat(g), for debugging/tests
-//   rec2 = (r, g, b, view-space depth)                r, g, b quantised to RGB9E5 (below)
+// Projected record of Gaussian g, at texel pair_coord(g) of two textures (the blends read them with
+// texelFetch through the per-pair Gaussian ids that binning writes):
+//   rec0 (RGBA32F) = (mean2d.x, mean2d.y, q.x, q.y)   q = log2(e) * (-conic.a / 2, -conic.b,
+//   rec1 (RGBA32UI) = float bits of (q.z,                  -conic.c / 2), conic = inverse dilated
+//                     log2(opacity), view-space depth),    2D covariance: log2(alpha) =
+//                     then the colour as RGB9E5 bits       log2(opacity) + q.x dx^2 + q.y dx dy
+//                     (pack_rgb9e5 below)                  + q.z dy^2; opacity includes the mip
+//                                                          compensation
+// (the software blend stages rec1 as it is: one texel fetch and one shared vec4 per pair for all
+// but the mean and q.xy).
 const uint TILE = 16u;
 const uint PAIR_TEX_W = 4096u;           // record and pair-id textures are PAIR_TEX_W wide
 const uint PAIR_TEX_SHIFT = 12u;
@@ -38,10 +39,9 @@ uvec2 row_span(uvec4 r, uvec2 spans, uint i) {
 }
 
 // Colour packed in 32 bits as GL's RGB9_E5 (EXT_texture_shared_exponent: three 9-bit mantissas and
-// a shared 5-bit exponent, bias 15), so that a staged record fits two vec4s (gs_blend.comp); the
-// error is at most 2^-9 of the largest channel. The projection stores colours already quantised
-// (pack then unpack), so every blend sees the same colours and re-packing them is exact: the
-// exponent comes from the float's bits and the scales are exact powers of two.
+// a shared 5-bit exponent, bias 15), so that a record fits two texels and a staged one two vec4s
+// (gs_blend.comp); the error is at most 2^-9 of the largest channel. Packing an unpacked colour
+// again is exact: the exponent comes from the float's bits and the scales are powers of two.
 uint pack_rgb9e5(vec3 rgb) {
     vec3 c = clamp(rgb, vec3(0.0), vec3(65408.0));     // 65408 = 511 / 512 * 2^16, the largest
     float m = max(c.r, max(c.g, c.b));

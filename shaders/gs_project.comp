@@ -4,8 +4,8 @@
 //   0 geom  vec4[3N]  per Gaussian (mean.xyz, opacity), then (quat wxyz) and (scale.xyz, 0),
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
-//   images 0..2 rec0..rec2 (rgba32f, PAIR_TEX_W wide): out, projected record of Gaussian g at
-//            pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7..9 vec4[] indexed by g
+//   images 0 rec0 (rgba32f), 1 rec1 (rgba32ui), PAIR_TEX_W wide: out, projected record of Gaussian
+//            g at pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7 vec4[], 8 uvec4[] by g
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   5 vals  uint[N]   out: Gaussian index
@@ -26,12 +26,10 @@ layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
 // CPU rasterizers: storage buffers laid out as the record textures (the host copies them over),
 // as llvmpipe's imageStore costs more than a buffer store.
 layout(std430, binding = 7) writeonly buffer Rec0 { vec4 rec0[]; };
-layout(std430, binding = 8) writeonly buffer Rec1 { vec4 rec1[]; };
-layout(std430, binding = 9) writeonly buffer Rec2 { vec4 rec2[]; };
+layout(std430, binding = 8) writeonly buffer Rec1 { uvec4 rec1[]; };
 #else
 layout(rgba32f, binding = 0) writeonly uniform image2D rec0;
-layout(rgba32f, binding = 1) writeonly uniform image2D rec1;
-layout(rgba32f, binding = 2) writeonly uniform image2D rec2;
+layout(rgba32ui, binding = 1) writeonly uniform uimage2D rec1;
 #endif
 layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
@@ -219,7 +217,7 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
 #endif
 
     vec3 dir = normalize(mean - cam_pos);
-    vec3 rgb = unpack_rgb9e5(pack_rgb9e5(max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0))));
+    uint rgb = pack_rgb9e5(max(eval_sh(g, sh_degree, dir) + 0.5, vec3(0.0)));
 
     float inv_det = 1.0 / det;
     vec3 conic = vec3(c * inv_det, -b * inv_det, a * inv_det);
@@ -230,13 +228,11 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     vec3 lq = vec3(-0.5 * LOG2E * conic.x, -LOG2E * conic.y, -0.5 * LOG2E * conic.z);
 #ifdef REC_BUFFERS
     rec0[g] = vec4(mean2d, lq.x, lq.y);
-    rec1[g] = vec4(lq.z, log2(op), op, uintBitsToFloat(g));
-    rec2[g] = vec4(rgb, zc);
+    rec1[g] = uvec4(floatBitsToUint(vec3(lq.z, log2(op), zc)), rgb);
 #else
     ivec2 rc = pair_coord(g);
     imageStore(rec0, rc, vec4(mean2d, lq.x, lq.y));
-    imageStore(rec1, rc, vec4(lq.z, log2(op), op, uintBitsToFloat(g)));
-    imageStore(rec2, rc, vec4(rgb, zc));
+    imageStore(rec1, rc, uvec4(floatBitsToUint(vec3(lq.z, log2(op), zc)), rgb));
 #endif
     rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.

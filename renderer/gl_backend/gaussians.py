@@ -168,10 +168,11 @@ class GaussianPipeline:
         return self.binning.pair_texture(n_pairs)
 
     def _record_textures(self, n: int) -> list:
-        """Three RGBA32F textures holding the projected record of each of n Gaussians."""
+        """The projected record of each of n Gaussians: RGBA32F rec0 and RGBA32UI rec1 textures."""
         # Never shrink (release_scene drops them): a 4D slice's n changes per frame.
         rows = max(1, (n + PAIR_TEX_W - 1) // PAIR_TEX_W, self.textures.height("rec0"))
-        return [self.textures.get(f"rec{i}", (PAIR_TEX_W, rows), 4) for i in range(3)]
+        return [self.textures.get("rec0", (PAIR_TEX_W, rows), 4),
+                self.textures.get("rec1", (PAIR_TEX_W, rows), 4, "u4")]
 
     def resource_stats(self) -> dict:
         """What this pipeline holds on the GPU: {'objects': count, 'bytes': total}."""
@@ -277,7 +278,7 @@ class GaussianPipeline:
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
-                set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, rec2=3, image_size=(W, H), tiles_x=tiles_x,
+                set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, image_size=(W, H), tiles_x=tiles_x,
                              num_chunks=chunks, background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
