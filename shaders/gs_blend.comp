@@ -20,7 +20,8 @@
 //   so a tile may hold up to ~65535 * BATCH pairs.
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
 //   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
-//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl).
+//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
+//   (modes 0 and 2: no depth accumulated or stored, for callers that only show colour).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
@@ -88,7 +89,9 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
         bool take = nt >= T_MIN;   // false once stopped (t < 0) and where this Gaussian stops it
         w = take ? w : 0.0;
         C[k] += w * col.rgb;
+#ifndef NO_DEPTH
         D[k] += w * col.a;
+#endif
         T[k] = take ? nt : -abs(t);   // (with a = 0 a live pixel takes nt = t, a stopped one keeps -|t|)
         blended += (take && in_) ? 1u : 0u;
     }
@@ -177,6 +180,10 @@ void main() {
         // A masked store, not `continue`: a loop with a continue is not unrolled, and an array
         // indexed by a loop variable lives in memory for the whole shader on llvmpipe (every
         // T[k], C[k] access a per-lane gather or scatter: the blend took 1.35x as long).
+#ifdef NO_DEPTH
+        if (px < image_size.x && py < image_size.y) STORE_RGBA(px, py, vec4(rgb, a))
+#else
         if (px < image_size.x && py < image_size.y) STORE_PIXEL(px, py, vec4(rgb, a), depth)
+#endif
     }
 }

@@ -6,15 +6,17 @@
 //   times a storage-buffer store (the images' stores took ~20% of gs_blend.comp at 100k
 //   Gaussians), and the host copies the buffers into the textures or reads them back
 //   (pipeline.py PixelBuffers).
-// Defines: OUT_BUFFERS (optional).
+// Defines: OUT_BUFFERS (optional). STORE_RGBA(px, py, rgba) stores the colour alone.
 #ifdef OUT_BUFFERS
 layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };
 layout(std430, binding = 3) writeonly buffer OutDepth { float out_depth[]; };
 #define STORE_PIXEL(px, py, rgba, depth) { \
     out_rgba[(py) * image_size.x + (px)] = (rgba); out_depth[(py) * image_size.x + (px)] = (depth); }
+#define STORE_RGBA(px, py, rgba) { out_rgba[(py) * image_size.x + (px)] = (rgba); }
 #else
 layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
 layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 #define STORE_PIXEL(px, py, rgba, depth) { \
     imageStore(out_rgba, ivec2(px, py), (rgba)); imageStore(out_depth, ivec2(px, py), vec4(depth)); }
+#define STORE_RGBA(px, py, rgba) { imageStore(out_rgba, ivec2(px, py), (rgba)); }
 #endif

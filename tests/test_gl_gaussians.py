@@ -94,12 +94,14 @@ def test_real_3dgs_ply(gl, torch_r):
         _compare(f"gl_real_ply_{aa}", a, b)
 
 
-def test_draw_returns_texture_without_readback(gl, scene):
+@pytest.mark.parametrize("mode", ["rgb", "alpha", "depth"])
+def test_draw_returns_texture_without_readback(gl, scene, mode):
+    """draw() (the viewer's path: no read-back, no depth output) shows what render() returns."""
     camera = _camera("outside")
-    tex, stats = gl.draw(scene, camera, RenderSettings())
+    tex, stats = gl.draw(scene, camera, RenderSettings(mode=mode))
     assert tex.size == (W, H) and tex.components == 4 and tex.dtype == "f4"
     assert "readback" not in stats.stages_ms and stats.backend == "gl"
-    frame = gl.render(scene, camera, RenderSettings())
+    frame = gl.render(scene, camera, RenderSettings(mode=mode))
     rgba = np.frombuffer(tex.read(), dtype=np.float32).reshape(H, W, 4)
     assert np.array_equal(rgba[..., :3], frame.rgb.numpy())
     assert set(frame.stats.stages_ms) >= {"project", "sort", "bin", "blend", "readback"}

@@ -164,7 +164,7 @@ class GLRenderer:
         if settings.mode in _MARKER_MODES:
             tex, _, stats, _ = self.markers.draw(scene, camera, settings, self.gaussians._scene_buffers)
             return tex, self._add_slice_stats(stats, scene)
-        tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False)
+        tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False, depth=False)
         return tex, self._add_slice_stats(stats, scene)
 
     def _voxels(self):

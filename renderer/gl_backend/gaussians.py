@@ -184,8 +184,13 @@ class GaussianPipeline:
         release_query_pool(self.queries)
 
     # ---- the frame -------------------------------------------------------------------------
-    def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False):
-        """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None)."""
+    def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False,
+             depth: bool = True):
+        """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None).
+
+        depth=False (the viewer, which shows colour only): the software blend neither accumulates
+        nor stores depth unless the mode shows it, and the depth texture is left as it was.
+        """
         if settings.mode not in MODES:
             raise ValueError(f"mode {settings.mode!r} is not supported by the GL Gaussian pipeline "
                              f"(use one of {', '.join(MODES)})")
@@ -261,15 +266,18 @@ class GaussianPipeline:
                 n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
+                no_depth = False
                 if self.blend == "hardware":
                     defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
                     if self.out_buffers:
                         out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words)
+                    no_depth = not (depth or readback) and settings.mode != "depth"
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
-                            **({"OUT_BUFFERS": 1} if out_bufs is not None else {})}
+                            **({"OUT_BUFFERS": 1} if out_bufs is not None else {}),
+                            **({"NO_DEPTH": 1} if no_depth else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -287,7 +295,7 @@ class GaussianPipeline:
             arrays = None
             if out_bufs is not None:  # the software blend wrote buffers: read back or copy over
                 with run.stage("readback" if readback else "blend"):
-                    arrays = out_bufs.finish(out_rgba, out_depth, readback)
+                    arrays = out_bufs.finish(out_rgba, None if no_depth else out_depth, readback)
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)

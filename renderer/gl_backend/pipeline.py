@@ -219,7 +219,8 @@ class PixelBuffers:
             return (np.frombuffer(self.rgba.read(16 * W * H), np.float32).reshape(H, W, 4),
                     np.frombuffer(self.depth.read(4 * W * H), np.float32).reshape(H, W, 1))
         rgba_tex.write(self.rgba)
-        depth_tex.write(self.depth)
+        if depth_tex is not None:  # (None: the blend stored no depth)
+            depth_tex.write(self.depth)
         return None
 
 
