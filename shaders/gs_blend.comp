@@ -10,9 +10,10 @@
 // The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
 // to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
 // own stores are visible to its loads without a barrier; otherwise the work group must be one
-// subgroup and barrier() orders the staging. Per pixel: a log2-scaled quadratic (coefficients
-// prepared per lane and pair), exp2, and a branch-free update (llvmpipe runs both sides of an
-// `if` under a lane mask): a finished pixel keeps -T, so no separate `done` flags.
+// subgroup and barrier() orders the staging. Per pixel: alpha from a log2-scaled quadratic
+// (coefficients prepared per lane and pair; exp2 at two rows, ratios between rows, see blend_one)
+// and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
+// pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0, rec1 (records, see
 //   gs_project.comp); the outputs of pixel_out.glsl.
@@ -50,7 +51,7 @@ uniform vec3 background;
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 
 const float MAX_ALPHA = 0.99;
-const float LOG2_ALPHA_MIN = -7.9943534;   // log2(1 / 255)
+const float ALPHA_MIN = 1.0 / 255.0;
 const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
 
@@ -71,30 +72,71 @@ vec3 C[PPT];
 float D[PPT];
 uint blended = 0u;
 
+// One pixel row k of blend_one: e = opacity * exp(-power / 2) there (before the 0.99 cap).
+// Branch-free (llvmpipe runs both sides of an `if` under a lane mask): a finished pixel keeps -T.
+// alpha >= 1/255 only. No "power > 0" test: the quadratic form is positive definite, so only
+// rounding next to the mean could make it fail, and the twin never skips there.
+#ifdef NO_DEPTH
+#define ADD_DEPTH(k, w)
+#else
+#define ADD_DEPTH(k, w) D[k] += (w) * col.a;
+#endif
+#define ROW(k, e) { \
+        bool in_ = (e) >= ALPHA_MIN; \
+        float a = in_ ? min(MAX_ALPHA, (e)) : 0.0; \
+        float t = T[k]; \
+        float w = a * t; \
+        float nt = t - w; \
+        bool take = nt >= T_MIN;   /* false once stopped (t < 0) and where this one stops it */ \
+        w = take ? w : 0.0; \
+        C[k] += w * col.rgb; \
+        ADD_DEPTH(k, w) \
+        T[k] = take ? nt : -abs(t);   /* a = 0: a live pixel keeps nt = t, a stopped one -|t| */ \
+        blended += (take && in_) ? 1u : 0u; }
+
 // Blend one Gaussian into this invocation's PPT pixels. q = (a, b, c) of the log2 quadratic
 // log2(alpha) = lo + a dx^2 + b dx dy + c dy^2 (dx, dy: mean - pixel centre), lo = log2(opacity).
 void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
     float A = lo + q.x * dx * dx;
     float B = q.y * dx;
+#if PPT == 8
+    // p(dy) = A + B dy + c dy^2 at row k, dy = dy0 - k. exp2 at rows 3 and 4 only (the others
+    // times an exp2 each took 10% of the blend): a row up multiplies alpha by 2^(p(dy+1) - p(dy))
+    // = 2^(B + c (2 dy + 1)), and each further row's factor is 2^(2c) times the last (likewise
+    // down). Where alpha reaches 1/255 in some row of the column, p at rows 3 and 4 is above -90
+    // (the dilation keeps c >= -log2(e) / 0.6), so 2^p there neither underflows nor needs more than
+    // four factors; elsewhere rows 3, 4 may be flushed to 0 (p < -126) and factors are clamped, so
+    // nothing reaches 1/255 that should not.
+    float dy3 = dy0 - 3.0, dy4 = dy0 - 4.0;
+    float p3 = A + dy3 * (B + q.z * dy3);
+    float p4 = A + dy4 * (B + q.z * dy4);
+    float e3 = p3 < -126.0 ? 0.0 : exp2(p3);
+    float e4 = p4 < -126.0 ? 0.0 : exp2(p4);
+    float g = exp2(2.0 * q.z);
+    float up = exp2(clamp(B + q.z * (2.0 * dy3 + 1.0), -126.0, 126.0));
+    float down = exp2(clamp(-B - q.z * (2.0 * dy4 - 1.0), -126.0, 126.0));
+    ROW(3, e3)
+    ROW(4, e4)
+    float e2 = e3 * up; up *= g;
+    ROW(2, e2)
+    float e1 = e2 * up; up *= g;
+    ROW(1, e1)
+    float e0 = e1 * up;
+    ROW(0, e0)
+    float e5 = e4 * down; down *= g;
+    ROW(5, e5)
+    float e6 = e5 * down; down *= g;
+    ROW(6, e6)
+    float e7 = e6 * down;
+    ROW(7, e7)
+#else
     for (int k = 0; k < PPT; ++k) {
         float dy = dy0 - float(k);
         float p = A + dy * (B + q.z * dy);
-        // alpha >= 1/255. No "power > 0" test: the quadratic form is positive definite, so only
-        // rounding next to the mean could make p exceed lo, and the twin never skips there.
-        bool in_ = p >= LOG2_ALPHA_MIN;
-        float a = in_ ? min(MAX_ALPHA, exp2(p)) : 0.0;
-        float t = T[k];
-        float w = a * t;
-        float nt = t - w;
-        bool take = nt >= T_MIN;   // false once stopped (t < 0) and where this Gaussian stops it
-        w = take ? w : 0.0;
-        C[k] += w * col.rgb;
-#ifndef NO_DEPTH
-        D[k] += w * col.a;
-#endif
-        T[k] = take ? nt : -abs(t);   // (with a = 0 a live pixel takes nt = t, a stopped one keeps -|t|)
-        blended += (take && in_) ? 1u : 0u;
+        float e = p < -126.0 ? 0.0 : exp2(p);
+        ROW(k, e)
     }
+#endif
 }
 
 void main() {
