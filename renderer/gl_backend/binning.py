@@ -54,7 +54,6 @@ SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); l
 def unpack_spans(rects: np.ndarray, spans: np.ndarray | None) -> np.ndarray:
     """[n, 8, 2] first and end tile x of each rectangle row (gs_common.glsl row_span) from rects
     [n, 4] (x0, y0, x1, y1) and packed spans [n, 2] uint32 (None: whole rectangles)."""
-    n = len(rects)
     x0, x1 = rects[:, 0].astype(np.int64), rects[:, 2].astype(np.int64)
     out = np.repeat(np.stack([x0, x1], axis=1)[:, None, :], 8, axis=1)
     if spans is not None:
@@ -65,7 +64,7 @@ def unpack_spans(rects: np.ndarray, spans: np.ndarray | None) -> np.ndarray:
         out[part, :, 1] = x0[part, None] + (b[part] >> np.uint64(4)).astype(np.int64)
     rows = np.arange(8)[None, :] < (rects[:, 3].astype(np.int64) - rects[:, 1])[:, None]
     out[~rows] = 0
-    return out[:n]
+    return out
 
 
 def nearest_texture(ctx, size: tuple[int, int], components: int, dtype: str = "f4"):
