@@ -12,8 +12,10 @@
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs,
 //                     counters[4] = min, counters[5] = max of the visible Gaussians' sort keys
 //   10 spans uvec2[N] out, BLEND_TILE 8 only: the tiles of each rectangle row (row_spans below)
+//   11 npairs uint[N] out, HOST_COUNTS only: tile pairs per Gaussian (0 when culled)
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha ellipse),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
+//   HOST_COUNTS (CPU rasterizers: no counters; the host sums npairs and reduces keys),
 //   SH_K (SH coefficients stored per Gaussian, sh.glsl), REC_BUFFERS.
 // References: REFERENCE.md 1.1-1.3; gsplat Utils.cuh persp_proj (guard band), INRIA forward.cu
 // preprocessCUDA (radius) and auxiliary.h getRect (tile rectangle); twin: renderer/torch_backend/project.py.
@@ -37,6 +39,9 @@ layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
 #if BLEND_TILE == 8
 layout(std430, binding = 10) writeonly buffer Spans { uvec2 spans[]; };   // row spans, gs_common.glsl
+#endif
+#ifdef HOST_COUNTS
+layout(std430, binding = 11) writeonly buffer NPairs { uint npairs[]; };
 #endif
 #include "sh.glsl"
 
@@ -120,6 +125,9 @@ void cull(uint g) {
     rects[g] = uvec2(0u);
 #if BLEND_TILE == 8
     spans[g] = uvec2(FULL_SPANS, 0u);
+#endif
+#ifdef HOST_COUNTS
+    npairs[g] = 0u;
 #endif
 }
 
@@ -241,6 +249,9 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     touched = span_pairs;
 #endif
     pairs = touched;
+#ifdef HOST_COUNTS
+    npairs[g] = touched;
+#endif
     key = floatBitsToUint(zc);
     keys[g] = key;
     vals[g] = g;
@@ -276,7 +287,10 @@ void main() {
         }
         if (group_pairs > 0u) atomicAdd(counters[2], group_pairs);
     }
-#else
+#elif !defined(HOST_COUNTS)
+    // (HOST_COUNTS, CPU rasterizers: no atomics. On llvmpipe each is a loop over the SIMD lanes of
+    // locked instructions, which wait for the pass's scattered stores: the four took 20% of this
+    // pass; the host reduces keys and npairs in about a millisecond instead.)
     if (vis > 0u) {
         atomicAdd(counters[0], vis);
         atomicMin(counters[4], key);

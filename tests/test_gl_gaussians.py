@@ -237,12 +237,37 @@ def test_gpu_paths_parity_with_torch(gl_ctx, torch_r, scene, cam):
     from renderer.gl_backend.gaussians import GaussianPipeline
 
     p = GaussianPipeline(gl_ctx, timing="off", blend_tile=16, blend="hardware", bin_method="parallel")
-    p.software = False
+    p.software = p.host_counts = False
     s = RenderSettings(antialias="mip", background=(0.1, 0.2, 0.3))
     a, b = p.render(scene, _camera(cam), s), torch_r.render(scene, _camera(cam), s)
     p.release()
     _compare(f"gl_gpu_paths_{cam}", a, b)
     assert a.stats.counters["visible"] == b.stats.counters["visible"]
+
+
+def test_host_counts_match_atomic_counters(gl_ctx, scene):
+    """gs_project.comp's HOST_COUNTS (CPU rasterizers: the host reduces keys and per-Gaussian pair
+    counts) gives the visible count, pair count and key range (hence sort order) that the atomic
+    counters give, per invocation and grouped per work group (the GPU choice)."""
+    from renderer.gl_backend.gaussians import GaussianPipeline
+
+    p = GaussianPipeline(gl_ctx, timing="off")
+    got = {}
+    for mode in ("host", "atomics", "grouped"):
+        p.host_counts = mode == "host"
+        p.software = mode != "grouped"
+        f = p.render(scene, _camera("inside"), RenderSettings())
+        st = p.debug_state()
+        got[mode] = (f, st)
+    p.release()
+    f0, st0 = got["host"]
+    assert 0 < f0.stats.counters["visible"] < 3000  # some culled behind the camera
+    for mode in ("atomics", "grouped"):
+        f, st = got[mode]
+        assert f.stats.counters == f0.stats.counters, mode
+        for k in ("sorted_keys", "sorted_vals", "tile_start", "ids"):
+            np.testing.assert_array_equal(st[k], st0[k], err_msg=f"{mode}: {k}")
+        assert torch.equal(f.rgb, f0.rgb), mode
 
 
 @pytest.mark.parametrize("stored", [0, 1, 2, 3])

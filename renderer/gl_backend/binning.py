@@ -31,6 +31,7 @@ from .shaders import compute_shader
 from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms, subgroup_size
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
+INVALID_KEY = 0xFFFFFFFF  # gs_common.glsl INVALID_KEY: the sort key of a culled primitive
 # Binning chunks: one work group of WALK lanes walks a chunk of depth-sorted primitives, its lanes
 # sharing each primitive's tiles (bin.comp). llvmpipe ends any invocation after 65535 loop
 # iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently; a walk takes about one iteration per
@@ -130,6 +131,19 @@ class TileBinning:
         counters.write(np.array([0, 0, 0, 0, 0xFFFFFFFF, 0, 0, 0], dtype=np.uint32).tobytes())
         return (self.scratch.get("rects", 8 * n), self.scratch.get("keys", 4 * n),
                 self.scratch.get("vals", 4 * n), counters)
+
+    @staticmethod
+    def host_counts(keys, npairs, n: int) -> tuple[int, int, tuple[int, int]]:
+        """(visible, pairs, (least, greatest) valid key) of a projection run with HOST_COUNTS
+        (gs_project.comp), reduced on the host from keys [n] and npairs [n] (uint32 buffers)."""
+        k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
+        invalid = k == INVALID_KEY
+        n_vis = n - int(np.count_nonzero(invalid))
+        pairs = int(np.frombuffer(npairs.read(4 * n), dtype=np.uint32).sum(dtype=np.int64))
+        if n_vis == 0:
+            return 0, pairs, (INVALID_KEY, 0)
+        # INVALID_KEY exceeds every valid key (positive float bits), so the least key is valid.
+        return n_vis, pairs, (int(k.min()), int(np.max(k, where=~invalid, initial=0)))
 
     def pair_texture(self, n_pairs: int):
         """R32UI texture of >= n_pairs texels: the primitive id of each pair."""
