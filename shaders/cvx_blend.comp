@@ -28,7 +28,7 @@ uniform sampler2D rec;
 uniform ivec2 image_size;
 #include "pixel_out.glsl"
 uniform uint tiles_x;
-uniform uint num_chunks;
+uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
 uniform int mode;           // 0 rgb, 1 depth (colour-mapped), 2 alpha
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
@@ -40,8 +40,8 @@ const float DEPTH_EPS = 1e-6;
 
 void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
-    uint end = hist[tile * num_chunks + num_chunks - 1u];
-    uint start = tile == 0u ? 0u : hist[tile * num_chunks - 1u];
+    uint end = hist[range_base + tile];
+    uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
     int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
     int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 

@@ -46,7 +46,7 @@ uniform usampler2D rec1;
 uniform ivec2 image_size;
 #include "pixel_out.glsl"
 uniform uint tiles_x;
-uniform uint num_chunks;
+uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 
@@ -141,8 +141,8 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
 
 void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
-    uint end = hist[tile * num_chunks + num_chunks - 1u];
-    uint start = tile == 0u ? 0u : hist[tile * num_chunks - 1u];
+    uint end = hist[range_base + tile];
+    uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
     int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
     int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 

@@ -28,7 +28,7 @@ layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 
 uniform ivec2 image_size;
 uniform uint tiles_x;
-uniform uint num_chunks;
+uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
 
@@ -44,8 +44,8 @@ shared uint n_blended;
 
 void main() {
     uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
-    uint end = hist[tile * num_chunks + num_chunks - 1u];
-    uint start = tile == 0u ? 0u : hist[tile * num_chunks - 1u];
+    uint end = hist[range_base + tile];
+    uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
     ivec2 pix = ivec2(gl_WorkGroupID.xy) * BLEND_TILE + ivec2(gl_LocalInvocationID.xy);
     uint tid = gl_LocalInvocationIndex;
     bool inside = pix.x < image_size.x && pix.y < image_size.y;

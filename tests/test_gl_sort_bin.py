@@ -22,17 +22,24 @@ def pipe(gl_ctx, request):
     p.release()
 
 
-@pytest.mark.parametrize("m", [1, 255, 256, 257, 70_001])
-def test_exclusive_scan(gl_ctx, m):
+@pytest.mark.parametrize("m,shape", [(1, None), (255, None), (256, None), (257, None), (70_001, None),
+                                     (1, (1, 1)), (300, (100, 3)), (70_001, (70_001, 1)),
+                                     (66_300, (1300, 51)), (70_000, (35_000, 2))])
+def test_exclusive_scan(gl_ctx, m, shape):
+    """In memory order, or (shape = (rows, cols), bin.comp's hist) in the order of a rows x cols
+    matrix stored column by column."""
     rng = np.random.default_rng(m)
     data = rng.integers(0, 50, size=m, dtype=np.uint32)
     scratch = Scratch(gl_ctx)
     buf = gl_ctx.buffer(data.tobytes())
-    exclusive_scan(gl_ctx, scratch, buf, m)
+    exclusive_scan(gl_ctx, scratch, buf, m, transposed=shape)
     got = np.frombuffer(buf.read(), dtype=np.uint32)
-    expect = np.concatenate([[0], np.cumsum(data)[:-1]]).astype(np.uint32)
+    order = data if shape is None else data.reshape(shape[1], shape[0]).T.ravel()
+    expect = np.concatenate([[0], np.cumsum(order)[:-1]]).astype(np.uint32)
+    if shape is not None:
+        expect = expect.reshape(shape).T.ravel()  # back to memory order
     assert np.array_equal(got, expect)
-    assert scan_total(scratch, m) == int(data.sum())
+    assert scan_total(scratch, m, transposed=shape) == int(data.sum())
     buf.release()
     scratch.release()
 

@@ -13,8 +13,8 @@ and counts into counters[0] the primitives with a valid key and into counters[2]
                                    a work group per chunk whose lanes share each primitive's tiles;
                                    per-primitive atomics and a per-tile sort on GPUs)
                                    the depth-sorted primitives bucketed stably into per-tile lists:
-                                   tile t's pairs are hist[t * chunks - 1] .. hist[(t+1) * chunks - 1]
-                                   (start 0 for t = 0) and their primitive ids sit in an R32UI
+                                   tile t's pairs are ends[t - 1] .. ends[t] (start 0 for t = 0),
+                                   ends = hist[Bins.range_base:], and their primitive ids sit in an R32UI
                                    texture (pair_coord(p), PAIR_TEX_W wide) that blends texelFetch.
 A global depth sort and a stable bucketing avoid sorting every (tile, primitive) pair (DESIGN,
 Backends); the torch twin is renderer/torch_backend/tiles.py.
@@ -79,10 +79,15 @@ def nearest_texture(ctx, size: tuple[int, int], components: int, dtype: str = "f
 class Bins:
     """Per-tile pair lists of one frame (see the module doc for the layout of hist)."""
 
-    hist: object  # moderngl.Buffer, uint[num_tiles * chunks]: after the scatter, tile range ends
+    hist: object  # moderngl.Buffer, uint[chunks * num_tiles], a row per chunk (bin.comp)
     chunks: int
     n_pairs: int
     num_tiles: int
+
+    @property
+    def range_base(self) -> int:
+        """Where the tile ranges' ends start in hist: the last chunk's row (the blends' uniform)."""
+        return (self.chunks - 1) * self.num_tiles
 
 
 class TileBinning:
@@ -230,13 +235,14 @@ class TileBinning:
         hist = self.scratch.get("bin_hist", 4 * m)
         hist.clear(size=4 * m)
         self._bind_inputs(keys, vals, rects, hist)
-        uni = dict(n_visible=n_vis, chunk=chunk, num_chunks=chunks, tiles_x=tiles_x)
+        uni = dict(n_visible=n_vis, chunk=chunk, num_tiles=num_tiles, tiles_x=tiles_x)
         cs = compute_shader(ctx, "bin.comp", {"PASS": 0, **self._walk_defs()})
         set_uniforms(cs, **uni)
         cs.run(chunks)
         ctx.memory_barrier()
-        exclusive_scan(ctx, self.scratch, hist, m)
-        n_pairs = scan_total(self.scratch, m)
+        # hist has a row of tile counters per chunk; the pairs are laid out tile by tile
+        exclusive_scan(ctx, self.scratch, hist, m, transposed=(num_tiles, chunks))
+        n_pairs = scan_total(self.scratch, m, transposed=(num_tiles, chunks))
         if n_pairs != expect_pairs:
             return chunks, hist, n_pairs
         pair_ids = self.pair_texture(n_pairs)
@@ -319,7 +325,7 @@ class TileBinning:
         if bins is not None and bins.n_pairs > 0:
             C, P = bins.chunks, bins.n_pairs
             hist = np.frombuffer(bins.hist.read(4 * T * C), dtype=np.uint32)
-            out["tile_start"][1:] = hist.reshape(T, C)[:, -1]
+            out["tile_start"][1:] = hist.reshape(C, T)[-1]
             out["ids"] = np.frombuffer(self.pair_ids.read(), dtype=np.uint32)[:P].astype(np.int64)
         return out
 

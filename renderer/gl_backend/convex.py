@@ -205,7 +205,7 @@ class ConvexPipeline:
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
                 set_uniforms(cs, pair_ids=0, rec=1, image_size=(W, H), tiles_x=tiles_x,
-                             num_chunks=bins.chunks,
+                             range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)

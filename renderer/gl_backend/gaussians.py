@@ -273,7 +273,7 @@ class GaussianPipeline:
             with run.stage("blend"):
                 if bins is None or bins.n_pairs == 0:
                     bins = self.binning.empty(num_tiles)  # nothing on screen: every tile's range is empty
-                n_pairs, chunks, hist = bins.n_pairs, bins.chunks, bins.hist
+                n_pairs, hist = bins.n_pairs, bins.hist
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
                 no_depth = False
@@ -297,7 +297,8 @@ class GaussianPipeline:
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
                 set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, image_size=(W, H), tiles_x=tiles_x,
-                             num_chunks=chunks, background=tuple(float(c) for c in settings.background),
+                             range_base=bins.range_base,
+                             background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
                 ctx.memory_barrier()

@@ -62,29 +62,35 @@ class Scratch:
         self.buffers.clear()
 
 
-def exclusive_scan(ctx, scratch: Scratch, data, m: int) -> None:
-    """Exclusive prefix sum of uint data[0:m] in place; scratch 'scan_partial'[num_blocks] = total."""
-    nb = groups(m, SCAN_BLOCK)
+def exclusive_scan(ctx, scratch: Scratch, data, m: int, transposed: tuple[int, int] | None = None) -> None:
+    """Exclusive prefix sum of uint data[0:m] in place; scratch 'scan_partial'[num_blocks] = total.
+
+    transposed: (rows, cols) with m = rows * cols: scan in the order of a rows x cols matrix whose
+    columns lie in memory one after another (scan.comp TRANSPOSED: a block per matrix row).
+    """
+    nb, block = (groups(m, SCAN_BLOCK), SCAN_BLOCK) if transposed is None else transposed
     partial = scratch.get("scan_partial", 4 * (nb + 1))
     data.bind_to_storage_buffer(0)
     partial.bind_to_storage_buffer(1)
     for mode in (0, 1, 2):
-        if mode == 1 and nb > 64 and not is_software(ctx):
+        if mode == 1 and (nb > 64 and not is_software(ctx) or nb > 16384):
             # GPUs: one work group scans the block sums (scan.comp's MODE 1 is one invocation,
-            # milliseconds for the radix sort's ~n/256 blocks); llvmpipe keeps the serial walk.
+            # milliseconds for the radix sort's ~n/256 blocks); llvmpipe keeps the serial walk, but
+            # for one within its 65535-iteration loop cap (a transposed scan has a block per tile:
+            # 130k at 4K on 8 px tiles).
             cs = compute_shader(ctx, "scan_par.comp", {"GROUP": 1024})
             set_uniforms(cs, num_blocks=nb)
             cs.run(1)
         else:
-            cs = compute_shader(ctx, "scan.comp", {"MODE": mode})
-            set_uniforms(cs, m=m, block_size=SCAN_BLOCK, num_blocks=nb)
+            cs = compute_shader(ctx, "scan.comp", {"MODE": mode, **({"TRANSPOSED": 1} if transposed else {})})
+            set_uniforms(cs, m=m, block_size=block, num_blocks=nb)
             cs.run(1 if mode == 1 else groups(nb))
         ctx.memory_barrier()
 
 
-def scan_total(scratch: Scratch, m: int) -> int:
+def scan_total(scratch: Scratch, m: int, transposed: tuple[int, int] | None = None) -> int:
     """The total of the last exclusive_scan over m elements (reads 4 bytes back)."""
-    nb = groups(m, SCAN_BLOCK)
+    nb = groups(m, SCAN_BLOCK) if transposed is None else transposed[0]
     return int(np.frombuffer(scratch.buffers["scan_partial"].read(4, offset=4 * nb), dtype=np.uint32)[0])
 
 
