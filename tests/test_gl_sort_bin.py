@@ -59,8 +59,13 @@ def _check_radix_sort(ctx, keys: np.ndarray, **kw) -> None:
     scratch.release()
 
 
-@pytest.mark.parametrize("n", [1, 100, 5000, 66_000])
-def test_radix_sort_matches_numpy_stable(gl_ctx, n):
+@pytest.mark.parametrize("n,gpu", [(1, False), (100, False), (5000, False), (66_000, False), (66_000, True)])
+def test_radix_sort_matches_numpy_stable(gl_ctx, monkeypatch, n, gpu):
+    """gpu: the GPU choices (radix.comp DIGIT_MAJOR counters, scan_par.comp block sums)."""
+    if gpu:
+        from renderer.gl_backend import sort as S
+
+        monkeypatch.setattr(S, "is_software", lambda ctx: False)
     rng = np.random.default_rng(n)
     depths = rng.uniform(0.01, 50.0, size=n).astype(np.float32)
     keys = depths.view(np.uint32).copy()

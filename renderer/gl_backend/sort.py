@@ -109,8 +109,12 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
     k_alt = scratch.get("radix_keys", 4 * n)
     v_alt = scratch.get("radix_vals", 4 * n)
     src, dst = (keys, vals), (k_alt, v_alt)
-    count = compute_shader(ctx, "radix.comp", {"PASS": 0, "RADIX_BITS": RADIX_BITS})
-    scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, "RADIX_BITS": RADIX_BITS})
+    # CPU rasterizers: a row of digit counters per chunk, scanned digit by digit (radix.comp SLOT);
+    # GPUs: digit-major counters, whose scan has a block per 256 counters to spread over threads.
+    digit_major = {} if is_software(ctx) else {"DIGIT_MAJOR": 1}
+    transposed = None if digit_major else (1 << RADIX_BITS, num_chunks)
+    count = compute_shader(ctx, "radix.comp", {"PASS": 0, "RADIX_BITS": RADIX_BITS, **digit_major})
+    scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, "RADIX_BITS": RADIX_BITS, **digit_major})
     for p in range(passes):
         src[0].bind_to_storage_buffer(0)
         src[1].bind_to_storage_buffer(1)
@@ -122,7 +126,7 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
                          key_offset=key_offset)
         count.run(groups(num_chunks))
         ctx.memory_barrier()
-        exclusive_scan(ctx, scratch, hist, num_chunks << RADIX_BITS)
+        exclusive_scan(ctx, scratch, hist, num_chunks << RADIX_BITS, transposed=transposed)
         src[0].bind_to_storage_buffer(0)
         src[1].bind_to_storage_buffer(1)
         dst[0].bind_to_storage_buffer(2)
