@@ -8,7 +8,7 @@
 //            g at pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7 vec4[], 8 uvec4[] by g
 //   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
-//   5 vals  uint[N]   out: Gaussian index
+//   (the sort's values start as the Gaussian indices without being stored: radix.comp IOTA)
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs,
 //                     counters[4] = min, counters[5] = max of the visible Gaussians' sort keys
 //   10 spans uvec2[N] out, BLEND_TILE 8 only: the tiles of each rectangle row (row_spans below)
@@ -35,7 +35,6 @@ layout(rgba32ui, binding = 1) writeonly uniform uimage2D rec1;
 #endif
 layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
-layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
 #if BLEND_TILE == 8
 layout(std430, binding = 10) writeonly buffer Spans { uvec2 spans[]; };   // row spans, gs_common.glsl
@@ -121,7 +120,6 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
 
 void cull(uint g) {
     keys[g] = INVALID_KEY;
-    vals[g] = g;
     rects[g] = uvec2(0u);
 #if BLEND_TILE == 8
     spans[g] = uvec2(FULL_SPANS, 0u);
@@ -254,7 +252,6 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
 #endif
     key = floatBitsToUint(zc);
     keys[g] = key;
-    vals[g] = g;
 }
 
 #ifdef GROUP_ATOMICS

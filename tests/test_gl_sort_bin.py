@@ -48,6 +48,8 @@ def _check_radix_sort(ctx, keys: np.ndarray, **kw) -> None:
     """radix_sort(keys, 0..n-1, **kw) against numpy's stable argsort of the full keys."""
     n = len(keys)
     vals = np.arange(n, dtype=np.uint32)
+    if kw.get("iota"):  # the values are the indices without being stored: vals holds junk
+        vals = np.random.default_rng(n).integers(0, 2**32, size=n, dtype=np.uint32)
     scratch = Scratch(ctx)
     kb, vb = ctx.buffer(keys.tobytes()), ctx.buffer(vals.tobytes())
     ok, ov = radix_sort(ctx, scratch, kb, vb, n, **kw)
@@ -87,6 +89,7 @@ def test_radix_sort_of_a_key_range(gl_ctx, n):
     bits = (hi - lo + 1).bit_length()
     assert bits <= 24  # 3 passes where the plain keys need 4
     _check_radix_sort(gl_ctx, keys, key_bits=bits, key_offset=lo)
+    _check_radix_sort(gl_ctx, keys, key_bits=bits, key_offset=lo, iota=True)
 
 
 def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):

@@ -162,12 +162,13 @@ class TileBinning:
         return self.pair_ids
 
     # ---- stages ------------------------------------------------------------------------------
-    def sort(self, keys, vals, n: int, key_range: tuple[int, int] | None = None):
+    def sort(self, keys, vals, n: int, key_range: tuple[int, int] | None = None, iota: bool = False):
         """Stable ascending sort of n (key, index) pairs; returns the buffers holding the result.
 
         key_range: (least, greatest) of the keys other than INVALID_KEY, if known: the radix sort
         then orders key - least over only the bits that range needs (3 passes instead of 4 when
         the depths span less than a factor of ~2^15 in float bits), the same order.
+        iota: the values are the indices 0..n-1 (vals' contents unread; gs_project.comp stores none).
         """
         if self.sort_mode == "cpu":
             k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
@@ -185,7 +186,7 @@ class TileBinning:
             # every valid key, so one value more than the range needs.
             offset, bits = key_range[0], min(32, (key_range[1] - key_range[0] + 1).bit_length())
         return radix_sort(self.ctx, self.scratch, keys, vals, n, key_bits=bits, chunk=chunk,
-                          key_offset=offset)
+                          key_offset=offset, iota=iota)
 
     def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int,
             spans=None) -> Bins:

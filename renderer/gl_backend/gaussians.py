@@ -234,7 +234,7 @@ class GaussianPipeline:
                             **({"REC_BUFFERS": 1} if use_rec_buffers else {}),
                             **({"HOST_COUNTS": 1} if self.host_counts else {})}
                     cs = compute_shader(ctx, "gs_project.comp", defs)
-                    for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (5, vals), (6, counters)):
+                    for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (6, counters)):
                         b.bind_to_storage_buffer(i)
                     # 8 px tiles: the tiles each rectangle row really reaches (gs_project.comp row_spans)
                     spans = self.scratch.get("spans", 8 * n) if bt == 8 else None
@@ -264,7 +264,7 @@ class GaussianPipeline:
 
                 with run.stage("sort"):
                     if n_vis > 0:
-                        keys, vals = self.binning.sort(keys, vals, n, key_range)
+                        keys, vals = self.binning.sort(keys, vals, n, key_range, iota=True)
 
                 with run.stage("bin"):
                     bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x,

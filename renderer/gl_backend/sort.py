@@ -95,13 +95,13 @@ def scan_total(scratch: Scratch, m: int, transposed: tuple[int, int] | None = No
 
 
 def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256,
-               key_offset: int = 0):
+               key_offset: int = 0, iota: bool = False):
     """Stable ascending sort of n (uint key, uint value) pairs on the GPU.
 
     keys, vals: buffers of >= 4n bytes, overwritten. The order is that of key - key_offset over its
     low key_bits bits, with INVALID_KEY (0xFFFFFFFF) taken as all ones (last); the keys themselves
     are moved unchanged. Returns the (keys, vals) buffers holding the result (the inputs
-    themselves after an even number of passes).
+    themselves after an even number of passes). iota: sort the indices 0..n-1, vals' contents unread.
     """
     passes = (key_bits + RADIX_BITS - 1) // RADIX_BITS
     num_chunks = max(1, (n + chunk - 1) // chunk)
@@ -113,15 +113,18 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
     # GPUs: digit-major counters, whose scan has a block per 256 counters to spread over threads.
     digit_major = {} if is_software(ctx) else {"DIGIT_MAJOR": 1}
     transposed = None if digit_major else (1 << RADIX_BITS, num_chunks)
-    count = compute_shader(ctx, "radix.comp", {"PASS": 0, "RADIX_BITS": RADIX_BITS, **digit_major})
-    scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, "RADIX_BITS": RADIX_BITS, **digit_major})
+    defs = {"RADIX_BITS": RADIX_BITS, **digit_major}
+    count = compute_shader(ctx, "radix.comp", {"PASS": 0, **defs})
+    scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, **defs})
+    first = compute_shader(ctx, "radix.comp", {"PASS": 1, "IOTA": 1, **defs}) if iota else scatter
     for p in range(passes):
         src[0].bind_to_storage_buffer(0)
         src[1].bind_to_storage_buffer(1)
         dst[0].bind_to_storage_buffer(2)
         dst[1].bind_to_storage_buffer(3)
         hist.bind_to_storage_buffer(4)
-        for cs in (count, scatter):
+        scat = first if p == 0 else scatter
+        for cs in (count, scat):
             set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * RADIX_BITS,
                          key_offset=key_offset)
         count.run(groups(num_chunks))
@@ -132,7 +135,7 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
         dst[0].bind_to_storage_buffer(2)
         dst[1].bind_to_storage_buffer(3)
         hist.bind_to_storage_buffer(4)
-        scatter.run(groups(num_chunks))
+        scat.run(groups(num_chunks))
         ctx.memory_barrier()
         src, dst = dst, src
     return src
