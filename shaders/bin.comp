@@ -27,10 +27,10 @@
 // iterations in total (one per WALK primitives staged, one per WALK tiles of a primitive), so the
 // host sizes chunks to keep each walk far below that and checks the pair count against the
 // projection's.
-// Bindings (std430): 1 sorted_vals uint[], 2 rects uvec2[N], 3 spans uvec2[N] (with ROW_SPANS:
-//   the tiles of each rectangle row, gs_common.glsl), 4 hist uint[num_chunks * num_tiles];
+// Bindings (std430): 1 sorted_vals uint[], 2 rects uvec4[N] (rectangle and row spans,
+//   gs_common.glsl), 4 hist uint[num_chunks * num_tiles];
 //   image 0: pair ids (r32ui, PAIR_TEX_W wide), or with PAIR_BUFFER std430 5 uint[].
-// Defines: PASS, WALK (local size: lanes per walk), LOCKSTEP, PAIR_BUFFER, ROW_SPANS.
+// Defines: PASS, WALK (local size: lanes per walk), LOCKSTEP, PAIR_BUFFER.
 // References: REFERENCE.md 1.3 (duplicateWithKeys / identifyTileRanges in INRIA's
 // rasterizer_impl.cu give the same lists with a 64-bit key sort); twin: renderer/torch_backend/tiles.py.
 #include "gs_common.glsl"
@@ -38,10 +38,7 @@
 layout(local_size_x = WALK) in;
 
 layout(std430, binding = 1) readonly buffer SortedVals { uint sorted_vals[]; };
-layout(std430, binding = 2) readonly buffer Rects { uvec2 rects[]; };
-#ifdef ROW_SPANS
-layout(std430, binding = 3) readonly buffer Spans { uvec2 spans[]; };   // gs_common.glsl row_span
-#endif
+layout(std430, binding = 2) readonly buffer Rects { uvec4 rects[]; };   // gs_common.glsl
 layout(std430, binding = 4) buffer Hist { uint hist[]; };
 #if PASS == 1 && defined(PAIR_BUFFER)
 // CPU rasterizers: a storage buffer (the host copies it into the pair texture), as llvmpipe's
@@ -131,12 +128,8 @@ void main() {
     for (uint s0 = begin; s0 < end; s0 += uint(WALK)) {
         uint s = s0 + lane;
         uint g = sorted_vals[min(s, end - 1u)];
-#ifdef ROW_SPANS
-        uvec2 sp = spans[g];
-#else
-        const uvec2 sp = uvec2(FULL_SPANS, 0u);
-#endif
-        uvec2 r = rects[g];
+        uvec4 rs = rects[g];
+        uvec2 r = rs.xy, sp = rs.zw;
         // Past the chunk's end: an empty rectangle.
         s_rect[lane] = s >= end ? uvec4(0u, 0u, FULL_SPANS, 0u)
                      : (sp.x == FULL_SPANS ? uvec4(r, FULL_SPANS, g) : uvec4(r.x, g, sp));

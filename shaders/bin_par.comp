@@ -9,11 +9,11 @@
 // PASS 2 (order):   one work group per tile: its ranks are sorted in shared memory (bitonic sort)
 //                   (in ranks[] itself beyond SORT_CAP pairs) and the primitive ids vals[rank]
 //                   are written to the pair-id image in that order.
-// Bindings (std430): 0 sorted_keys uint[], 1 sorted_vals uint[], 2 rects uvec2[N],
-//   3 spans uvec2[N] (ROW_SPANS: each rectangle row's tiles, gs_common.glsl), 4 hist uint[num_tiles],
+// Bindings (std430): 0 sorted_keys uint[], 1 sorted_vals uint[], 2 rects uvec4[N] (rectangle and
+//   row spans, gs_common.glsl), 4 hist uint[num_tiles],
 //   5 ranks uint[pairs];
 //   image 0: pair ids (r32ui, PAIR_TEX_W wide, PASS 2).
-// Defines: PASS, GROUP (local size), SORT_CAP (power of two, PASS 2), ROW_SPANS (PASS 0, 1).
+// Defines: PASS, GROUP (local size), SORT_CAP (power of two, PASS 2).
 // Reference: per-tile counters, a scan and a scatter as in Laine & Karras, "High-performance
 // software rasterization on GPUs" (HPG 2011, bin and coarse raster stages); bitonic sort: Batcher,
 // "Sorting networks and their applications" (1968). Twin: renderer/torch_backend/tiles.py.
@@ -23,10 +23,7 @@ layout(local_size_x = GROUP) in;
 
 layout(std430, binding = 0) readonly buffer SortedKeys { uint sorted_keys[]; };
 layout(std430, binding = 1) readonly buffer SortedVals { uint sorted_vals[]; };
-layout(std430, binding = 2) readonly buffer Rects { uvec2 rects[]; };
-#ifdef ROW_SPANS
-layout(std430, binding = 3) readonly buffer Spans { uvec2 spans[]; };   // gs_common.glsl row_span
-#endif
+layout(std430, binding = 2) readonly buffer Rects { uvec4 rects[]; };   // gs_common.glsl
 layout(std430, binding = 4) buffer Hist { uint hist[]; };
 layout(std430, binding = 5) coherent buffer Ranks { uint ranks[]; };
 #if PASS == 2
@@ -42,12 +39,9 @@ void main() {
     uint s = gl_GlobalInvocationID.x;
     if (s >= n_visible || sorted_keys[s] == INVALID_KEY) return;
     uint g = sorted_vals[s];
-    uvec4 r = unpack_rect(rects[g]);
-#ifdef ROW_SPANS
-    uvec2 sp = spans[g];
-#else
-    const uvec2 sp = uvec2(FULL_SPANS, 0u);
-#endif
+    uvec4 rs = rects[g];
+    uvec4 r = unpack_rect(rs.xy);
+    uvec2 sp = rs.zw;
     for (uint ty = r.y; ty < r.w; ++ty) {
         uvec2 span = row_span(r, sp, ty - r.y);
         for (uint tx = span.x; tx < span.y; ++tx) {

@@ -7,7 +7,8 @@
 //   0 geom  vec4[N * (NPTS + 1)]  per convex: NPTS points (x, y, z, 0), then (delta, sigma, opacity, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
 //   image 0 rec (rgba32f, PAIR_TEX_W wide): out, CVX_REC texels per convex (cvx_common.glsl)
-//   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
+//   3 rects uvec4[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed, and FULL_SPANS
+//                     (whole rows; gs_common.glsl)
 //   4 keys  uint[N]   out: depth sort key (float bits of the centre's view z; INVALID_KEY: culled
 //                     or touching no tile)
 //   5 vals  uint[N]   out: convex index
@@ -25,7 +26,7 @@ layout(local_size_x = 64) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
 layout(rgba32f, binding = 0) writeonly uniform image2D rec;
-layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
+layout(std430, binding = 3) writeonly buffer Rects { uvec4 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 5) writeonly buffer Vals { uint vals[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
@@ -50,7 +51,7 @@ const float ALPHA_MIN = 1.0 / 255.0;
 void cull(uint g) {
     keys[g] = INVALID_KEY;
     vals[g] = g;
-    rects[g] = uvec2(0u);
+    rects[g] = uvec4(0u, 0u, FULL_SPANS, 0u);
 }
 
 // (b - a) x (p - a): positive for a counter-clockwise turn in (x, y).
@@ -266,7 +267,7 @@ void main() {
         imageStore(rec, cvx_coord(g, 2 + j),
                    vec4(pk[4 * j], pk[4 * j + 1], pk[4 * j + 2], pk[4 * j + 3]));
     }
-    rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
+    rects[g] = uvec4(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16), FULL_SPANS, 0u);
     atomicAdd(counters[0], 1u);
     atomicAdd(counters[2], uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y));
     keys[g] = floatBitsToUint(z);

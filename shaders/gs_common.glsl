@@ -26,11 +26,14 @@ uvec4 unpack_rect(uvec2 r) {
     return uvec4(r.x & 0xFFFFu, r.x >> 16, r.y & 0xFFFFu, r.y >> 16);
 }
 
-// Row spans (gs_project.comp with 8 px blend tiles, binned with ROW_SPANS): the tiles of rectangle
-// row y0 + i (i < 8) that the Gaussian's alpha >= 1/255 ellipse reaches are x0 + (b & 15) ..
-// x0 + (b >> 4) (max exclusive), b = byte i of (spans.x, spans.y) read as one little-endian
-// 64-bit word; FULL_SPANS in spans.x: every row spans the whole rectangle (also the default when
-// no spans are bound). A row may be empty (start == end).
+// A primitive's tiles, as the projections store them (rects[i], uvec4): the packed rectangle
+// (.xy, above) and its row spans (.zw). Row spans (gs_project.comp with 8 px blend tiles): the
+// tiles of rectangle row y0 + i (i < 8) that the Gaussian's alpha >= 1/255 ellipse reaches are
+// x0 + (b & 15) .. x0 + (b >> 4) (max exclusive), b = byte i of (spans.x, spans.y) read as one
+// little-endian 64-bit word; FULL_SPANS in spans.x: every row spans the whole rectangle (what the
+// other projections store). A row may be empty (start == end). One 16-byte record, so that the
+// bin walks read one word group per primitive (on llvmpipe each storage-buffer read is a loop
+// over the SIMD lanes).
 const uint FULL_SPANS = 0xFFFFFFFFu;
 
 uvec2 row_span(uvec4 r, uvec2 spans, uint i) {

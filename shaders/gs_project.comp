@@ -6,12 +6,12 @@
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
 //   images 0 rec0 (rgba32f), 1 rec1 (rgba32ui), PAIR_TEX_W wide: out, projected record of Gaussian
 //            g at pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7 vec4[], 8 uvec4[] by g
-//   3 rects uvec2[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed (gs_common.glsl)
+//   3 rects uvec4[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed, and its row spans
+//                     (BLEND_TILE 8, row_spans below; else FULL_SPANS), gs_common.glsl
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   (the sort's values start as the Gaussian indices without being stored: radix.comp IOTA)
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs,
 //                     counters[4] = min, counters[5] = max of the visible Gaussians' sort keys
-//   10 spans uvec2[N] out, BLEND_TILE 8 only: the tiles of each rectangle row (row_spans below)
 //   11 npairs uint[N] out, HOST_COUNTS only: tile pairs per Gaussian (0 when culled)
 // Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha ellipse),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
@@ -33,12 +33,9 @@ layout(std430, binding = 8) writeonly buffer Rec1 { uvec4 rec1[]; };
 layout(rgba32f, binding = 0) writeonly uniform image2D rec0;
 layout(rgba32ui, binding = 1) writeonly uniform uimage2D rec1;
 #endif
-layout(std430, binding = 3) writeonly buffer Rects { uvec2 rects[]; };
+layout(std430, binding = 3) writeonly buffer Rects { uvec4 rects[]; };
 layout(std430, binding = 4) writeonly buffer Keys { uint keys[]; };
 layout(std430, binding = 6) buffer Counters { uint counters[]; };
-#if BLEND_TILE == 8
-layout(std430, binding = 10) writeonly buffer Spans { uvec2 spans[]; };   // row spans, gs_common.glsl
-#endif
 #ifdef HOST_COUNTS
 layout(std430, binding = 11) writeonly buffer NPairs { uint npairs[]; };
 #endif
@@ -120,10 +117,7 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
 
 void cull(uint g) {
     keys[g] = INVALID_KEY;
-    rects[g] = uvec2(0u);
-#if BLEND_TILE == 8
-    spans[g] = uvec2(FULL_SPANS, 0u);
-#endif
+    rects[g] = uvec4(0u, 0u, FULL_SPANS, 0u);
 #ifdef HOST_COUNTS
     npairs[g] = 0u;
 #endif
@@ -199,13 +193,13 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     if (mip != 0) op *= sqrt(max(det_orig / det, MIP_MIN_RATIO));
     vis = 1u;  // visible: passed the twin's culling (even if it blends nowhere)
 
+    uvec2 sp = uvec2(FULL_SPANS, 0u);   // row spans: whole rows unless BLEND_TILE 8
 #if BLEND_TILE == 8
     // Blend tiles of 8x8 px inside the 16 px rectangle, kept only where they can reach a pixel
     // centre with alpha >= 1/255: o exp(-q/2) >= 1/255 <=> q <= 2 ln(255 o), whose ellipse spans
     // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
     // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
     float k2 = 2.0 * log(255.0 * op);
-    uvec2 sp = uvec2(FULL_SPANS, 0u);
     uint span_pairs = 0u;
     if (!(k2 > 0.0)) { rmin = rmax = ivec2(0); }
     else {
@@ -219,7 +213,6 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
         rmax = max(rmax, rmin);
         span_pairs = row_spans(mean2d, vec3(a, b, c), k2, rmin, rmax, sp);
     }
-    spans[g] = sp;
 #endif
 
     vec3 dir = normalize(mean - cam_pos);
@@ -240,7 +233,7 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     imageStore(rec0, rc, vec4(mean2d, lq.x, lq.y));
     imageStore(rec1, rc, uvec4(floatBitsToUint(vec3(lq.z, log2(op), zc)), rgb));
 #endif
-    rects[g] = uvec2(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16));
+    rects[g] = uvec4(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16), sp);
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
     uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);
 #if BLEND_TILE == 8

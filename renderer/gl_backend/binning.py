@@ -3,9 +3,9 @@
 A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.glsl layouts):
     keys[i]   float bits of the view-space depth, INVALID_KEY when culled (sorts last)
     vals[i]   i
-    rects[i]  the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16)
-    spans[i]  optional (Gaussians on 8 px tiles): the tiles each rectangle row really covers
-              (gs_common.glsl row_span; bound at 3 with ROW_SPANS in the bin shaders)
+    rects[i]  uvec4: the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16), then
+              the tiles each rectangle row really covers (Gaussians on 8 px tiles; gs_common.glsl
+              row_span) or FULL_SPANS (whole rows)
 and counts into counters[0] the primitives with a valid key and into counters[2] the
 (tile, primitive) pairs their rectangles (or spans) cover. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
@@ -110,7 +110,6 @@ class TileBinning:
         self.scratch = scratch
         self.sort_mode = sort
         self.pair_ids = None  # R32UI texture, grown by 1.5x
-        self.spans = None  # the last bin()'s row spans (a buffer of the owner's) or None
         self.chunk_scale = 1  # chunks per WALK_ITERATIONS iterations, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
         # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
@@ -134,7 +133,7 @@ class TileBinning:
         counters[4] (the least sort key, gs_project.comp) at 0xFFFFFFFF."""
         counters = self.scratch.get("counters", 32)
         counters.write(np.array([0, 0, 0, 0, 0xFFFFFFFF, 0, 0, 0], dtype=np.uint32).tobytes())
-        return (self.scratch.get("rects", 8 * n), self.scratch.get("keys", 4 * n),
+        return (self.scratch.get("rects", 16 * n), self.scratch.get("keys", 4 * n),
                 self.scratch.get("vals", 4 * n), counters)
 
     @staticmethod
@@ -188,14 +187,12 @@ class TileBinning:
         return radix_sort(self.ctx, self.scratch, keys, vals, n, key_bits=bits, chunk=chunk,
                           key_offset=offset, iota=iota)
 
-    def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int,
-            spans=None) -> Bins:
+    def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int) -> Bins:
         """Bucket the n_vis front depth-sorted primitives into tiles (empty lists when no pairs).
 
-        spans: None (whole rectangles) or the projection's row-span buffer (uvec2 per primitive).
+        rects: the projection's uvec4 per primitive (rectangle and row spans, see the module doc).
         Raises RuntimeError if the pairs binned never match the projection's count.
         """
-        self.spans = spans
         if n_vis <= 0 or expect_pairs <= 0:
             return self.empty(num_tiles)
         if expect_pairs > min(self.max_pairs, self.max_words):
@@ -273,7 +270,7 @@ class TileBinning:
         ranks = self.scratch.get("bin_ranks", 4 * expect_pairs)
         self._bind_inputs(keys, vals, rects, hist, ranks)
         uni = dict(n_visible=n_vis, tiles_x=tiles_x)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128, **self._span_defs()})
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128})
         set_uniforms(cs, **uni)
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
@@ -283,7 +280,7 @@ class TileBinning:
             raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
         pair_ids = self.pair_texture(n_pairs)
         self._bind_inputs(keys, vals, rects, hist, ranks)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128, **self._span_defs()})
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128})
         set_uniforms(cs, **uni)
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
@@ -295,15 +292,12 @@ class TileBinning:
         return Bins(hist, 1, n_pairs, num_tiles)
 
     def _bind_inputs(self, keys, vals, rects, hist, ranks=None) -> None:
-        for i, b in ((0, keys), (1, vals), (2, rects), (3, self.spans), (4, hist), (5, ranks)):
+        for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):
             if b is not None:
                 b.bind_to_storage_buffer(i)
 
-    def _span_defs(self) -> dict:
-        return {"ROW_SPANS": 1} if self.spans is not None else {}
-
     def _walk_defs(self) -> dict:
-        return {"WALK": self.walk, **({"LOCKSTEP": 1} if self.lockstep else {}), **self._span_defs()}
+        return {"WALK": self.walk, **({"LOCKSTEP": 1} if self.lockstep else {})}
 
     # ---- inspection and resources ------------------------------------------------------------
     def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:
@@ -319,10 +313,9 @@ class TileBinning:
             return out
         out["sorted_keys"] = np.frombuffer(keys.read(4 * n), dtype=np.uint32).copy()
         out["sorted_vals"] = np.frombuffer(vals.read(4 * n), dtype=np.uint32).copy()
-        r = np.frombuffer(self.scratch.buffers["rects"].read(8 * n), dtype=np.uint32).reshape(n, 2)
+        r = np.frombuffer(self.scratch.buffers["rects"].read(16 * n), dtype=np.uint32).reshape(n, 4)
         out["rects"] = np.stack([r[:, 0] & 0xFFFF, r[:, 0] >> 16, r[:, 1] & 0xFFFF, r[:, 1] >> 16], axis=1)
-        sp = None if self.spans is None else np.frombuffer(self.spans.read(8 * n), dtype=np.uint32)
-        out["spans"] = unpack_spans(out["rects"], None if sp is None else sp.reshape(n, 2))
+        out["spans"] = unpack_spans(out["rects"], r[:, 2:])
         if bins is not None and bins.n_pairs > 0:
             C, P = bins.chunks, bins.n_pairs
             hist = np.frombuffer(bins.hist.read(4 * T * C), dtype=np.uint32)

@@ -236,10 +236,6 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_project.comp", defs)
                     for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (6, counters)):
                         b.bind_to_storage_buffer(i)
-                    # 8 px tiles: the tiles each rectangle row really reaches (gs_project.comp row_spans)
-                    spans = self.scratch.get("spans", 8 * n) if bt == 8 else None
-                    if spans is not None:
-                        spans.bind_to_storage_buffer(10)
                     npairs = self.scratch.get("npairs", 4 * n) if self.host_counts else None
                     if npairs is not None:
                         npairs.bind_to_storage_buffer(11)
@@ -267,8 +263,7 @@ class GaussianPipeline:
                         keys, vals = self.binning.sort(keys, vals, n, key_range, iota=True)
 
                 with run.stage("bin"):
-                    bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x,
-                                            spans=spans)
+                    bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
 
             with run.stage("blend"):
                 if bins is None or bins.n_pairs == 0:
