@@ -92,7 +92,7 @@ uint blended = 0u;
         C[k] += w * col.rgb; \
         ADD_DEPTH(k, w) \
         T[k] = take ? nt : -abs(t);   /* a = 0: a live pixel keeps nt = t, a stopped one -|t| */ \
-        blended += (take && in_) ? 1u : 0u; }
+        blended += w > 0.0 ? 1u : 0u;   /* = take && in_ (w >= 1e-4 / 255 there), one test fewer */ }
 
 // Blend one Gaussian into this invocation's PPT pixels. q = (a, b, c) of the log2 quadratic
 // log2(alpha) = lo + a dx^2 + b dx dy + c dy^2 (dx, dy: mean - pixel centre), lo = log2(opacity).
