@@ -15,10 +15,11 @@
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
-//   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0, rec1 (records, see
-//   gs_project.comp); the outputs of pixel_out.glsl.
-// Limit: llvmpipe ends an invocation after 65535 loop iterations; one iteration here is a batch,
-//   so a tile may hold up to ~65535 * BATCH pairs.
+//   blends, counters[6] += tiles cut short, see below); samplers pair_ids (usampler2D, Gaussian per
+//   pair), rec0, rec1 (records, see gs_project.comp); the outputs of pixel_out.glsl.
+// Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; one
+//   iteration here is a batch, so a tile may blend up to ~65535 * BATCH pairs. A tile that ran
+//   into the limit (pairs left and a pixel still open) is counted in counters[6]: the host raises.
 // Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
 //   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
 //   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
@@ -191,6 +192,8 @@ void main() {
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
         base += uint(BATCH);
     } while (base < end && anyInvocationARB(live));
+    // Left the loop with pairs to go and a pixel open: only llvmpipe's loop limit does that.
+    if (base < end && anyInvocationARB(live) && gl_LocalInvocationIndex == 0u) atomicAdd(counters[6], 1u);
 #else
     // No subgroups (BATCH 1): every lane fetches the same pair's record.
     for (uint p = start; p < end && live; ++p) {

@@ -284,6 +284,34 @@ def test_chunk_walk_overrunning_the_loop_cap_is_rebinned(gl_ctx, monkeypatch):
     p.release()
 
 
+def test_tile_blend_cut_by_the_loop_cap_raises(gl_ctx):
+    """A tile whose pair list outlasts llvmpipe's 65535 loop iterations (batches of 8 pairs) while a
+    pixel is still open would come out incomplete without notice: the frame raises instead. Here
+    600k faint Gaussians sit on one pixel, which saturates, while the tile's other pixels stay open."""
+    from renderer.gl_backend import binning
+
+    if not binning.is_software(gl_ctx):
+        pytest.skip("the iteration cap is llvmpipe's")
+    n = 600_000
+    base = random_gaussians(8, seed=5, sh_degree=0)
+    scene = GaussianScene(
+        means=torch.zeros(n, 3) + torch.linspace(-0.01, 0.01, n)[:, None] * torch.tensor([0.0, 0.0, 1.0]),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1),
+        scales=torch.full((n, 3), 1e-5), opacities=torch.full((n,), 0.5),
+        sh=base.sh[:1].repeat(n, 1, 1))
+    cam = Camera.look_at((0.0, 0.0, -3.0), (0.0, 0.0, 0.0), (0, -1, 0), 8, 8, fov_y_deg=40)
+    p = GaussianPipeline(gl_ctx, timing="off")
+    with pytest.raises(RuntimeError, match="loop limit"):
+        p.render(scene, cam, RenderSettings())
+    # A tenth of them fits: same scene, no error, and the open pixels show the background.
+    small = GaussianScene(means=scene.means[::10], quats=scene.quats[::10], scales=scene.scales[::10],
+                          opacities=scene.opacities[::10], sh=scene.sh[::10])
+    f = p.render(small, cam, RenderSettings())
+    assert f.stats.counters["tile_pairs"] == n // 10
+    assert float(f.alpha[0, 0]) == 0.0 and float(f.alpha.max()) > 0.99
+    p.release()
+
+
 def test_dense_frames_switch_binning_or_fail_clearly(gl_ctx):
     """A (tile, chunk) histogram larger than a storage buffer may hold (which crashed Mesa) makes
     the frame bin with the parallel method; more pairs than any method can hold raise."""
