@@ -6,10 +6,11 @@
 // m + log sum exp(v_k - m), I = 1 / (1 + exp(z sigma phi)), alpha = min(0.99, o I); skip
 // alpha < 1/255, stop once T (1 - alpha) < 1e-4, else C += c alpha T (as gs_blend.comp).
 // Bindings: std430 0 hist (tile ranges, see bin.comp / binning.py), std430 1 counters
-//   (counters[1] += pixel samples blended); samplers pair_ids (usampler2D, convex per pair), rec
-//   (records, cvx_common.glsl); the outputs of pixel_out.glsl.
-// Limit: llvmpipe ends an invocation after 65535 loop iterations; a tile would need ~65k pairs
-// unsaturated pixels to reach it (the inner loops are unrolled).
+//   (counters[1] += pixel samples blended, counters[6] += columns cut short); samplers pair_ids
+//   (usampler2D, convex per pair), rec (records, cvx_common.glsl); the outputs of pixel_out.glsl.
+// Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; a
+// column would need ~65k pairs over unsaturated pixels to reach it (the inner loops are unrolled).
+// One that did (pairs left, a pixel open) is counted in counters[6]: the host raises.
 // Defines: NPTS, BLEND_TILE (16 or 8 px), PPT (divides BLEND_TILE), STEP = BLEND_TILE / PPT,
 //   OUT_BUFFERS (pixel_out.glsl).
 // References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
@@ -104,6 +105,7 @@ void main() {
         ++p;
     } while (p < end && live > 0);
     if (blended > 0u) atomicAdd(counters[1], blended);
+    if (p < end && live > 0) atomicAdd(counters[6], 1u);   // only llvmpipe's loop limit ends it so
 
     for (int k = 0; k < PPT; ++k) {
         int py = py0 + k;

@@ -105,6 +105,28 @@ def test_long_tile_lists(gl, torch_r):
     _compare("gl_convex_long_lists", a, b)
 
 
+def test_tile_blend_cut_by_the_loop_cap_raises(gl):
+    """70k convexes on one pixel: the columns next to it stay open past llvmpipe's 65535 loop
+    iterations (one per pair), which would cut their blend short without notice: the frame raises."""
+    from renderer.gl_backend.context import is_software
+
+    if not is_software(gl.ctx):
+        pytest.skip("the iteration cap is llvmpipe's")
+    n = 70_000
+    s = random_convexes(n, k=3, seed=4, sh_degree=0, size=0.01)
+    depth = torch.linspace(-0.01, 0.01, n)[:, None, None] * torch.tensor([0.0, 0.0, 1.0])
+    s.points = s.points - s.points.mean(dim=1, keepdim=True) + depth
+    s.opacities = torch.full((n,), 0.5)
+    s.deltas = torch.full((n,), 50.0)
+    s.sigmas = torch.full((n,), 1.0)  # a few pixels each: the tile's others stay open
+    cam = Camera.look_at((0, 0, -3), (0, 0, 0), (0, -1, 0), 8, 8, fov_y_deg=40)
+    with pytest.raises(RuntimeError, match="loop limit"):
+        gl.render(s, cam, RenderSettings())
+    few = ConvexScene(s.points[:6000], s.deltas[:6000], s.sigmas[:6000], s.opacities[:6000], s.sh[:6000])
+    f = gl.render(few, cam, RenderSettings())  # the same kind of tile, well within the limit
+    assert f.stats.counters["tile_pairs"] > 3000 and float(f.alpha.max()) > 0.5
+
+
 def test_binning_is_the_twins_with_16px_tiles(gl_ctx):
     """With 16 px tiles the shared sort + binning give exactly the twin's per-tile lists."""
     from renderer.gl_backend.convex import ConvexPipeline

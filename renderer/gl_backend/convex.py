@@ -25,12 +25,14 @@ from ..types import Camera, Frame, RenderSettings
 from .binning import PAIR_TEX_W, TileBinning
 from .context import is_software
 from .pipeline import (
+    LOOP_CAP,
     FrameRun,
     GeomShBuffers,
     PixelBuffers,
     Textures,
     camera_uniforms,
     capped_degree,
+    check_blend_cut,
     depth_range,
     held,
     is_current,
@@ -218,8 +220,9 @@ class ConvexPipeline:
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
-            counters_np = np.frombuffer(counters.read(8), dtype=np.uint32)
+            counters_np = np.frombuffer(counters.read(28), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
+        check_blend_cut(int(counters_np[6]), LOOP_CAP)  # (cvx_blend.comp: one iteration per pair)
         stats = run.stats({
             "visible": n_visible, "tile_pairs": bins.n_pairs, "blended_samples": int(counters_np[1]),
             "tile_px": bt})

@@ -28,12 +28,14 @@ from ..types import Camera, Frame, RenderSettings
 from .binning import PAIR_TEX_W, WALK_ITERATIONS, TileBinning  # noqa: F401 - re-exported names
 from .context import is_software
 from .pipeline import (
+    LOOP_CAP,
     FrameRun,
     GeomShBuffers,
     PixelBuffers,
     Textures,
     camera_uniforms,
     capped_degree,
+    check_blend_cut,
     depth_range,
     held,
     is_current,
@@ -46,7 +48,6 @@ from .sort import GROUP, Scratch, groups, set_uniforms, subgroup_size
 
 TILE = 16
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
-LOOP_CAP = 65535  # llvmpipe's loop iterations per invocation (gs_blend.comp: one per batch of pairs)
 
 
 def _scene_key(scene) -> tuple:
@@ -309,12 +310,7 @@ class GaussianPipeline:
             counters_np = np.frombuffer(counters.read(28), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
-        if counters_np[6]:
-            raise RuntimeError(
-                f"{int(counters_np[6])} tile(s) hold more (tile, Gaussian) pairs than the CPU rasterizer "
-                f"lets one tile blend ({LOOP_CAP * self.batch:,}: llvmpipe's loop limit), and this frame "
-                "would be incomplete; render at a higher resolution, with fewer Gaussians, or with "
-                "the torch backend")
+        check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
         stats = run.stats({
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
         return out_rgba, out_depth, stats, arrays

@@ -224,6 +224,20 @@ class PixelBuffers:
         return None
 
 
+LOOP_CAP = 65535  # llvmpipe ends an invocation's loops after this many iterations in all
+
+
+def check_blend_cut(cut: int, pairs_per_tile: int) -> None:
+    """Raise if a software blend reported `cut` tiles (or columns) that llvmpipe's loop limit ended
+    with pairs left and a pixel open (gs_blend.comp / cvx_blend.comp counters[6]): the frame would
+    be incomplete. pairs_per_tile: the most one tile can blend (LOOP_CAP iterations)."""
+    if cut:
+        raise RuntimeError(
+            f"{cut} tile(s) hold more (tile, primitive) pairs than the CPU rasterizer lets one tile "
+            f"blend ({pairs_per_tile:,}: llvmpipe's loop limit), and this frame would be incomplete; "
+            "render at a higher resolution, with fewer primitives, or with the torch backend")
+
+
 def read_images(rgba_tex, depth_tex) -> tuple[np.ndarray, np.ndarray]:
     """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1]."""
     W, H = rgba_tex.size
