@@ -215,9 +215,11 @@ class PixelBuffers:
     def finish(self, rgba_tex, depth_tex, readback: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """The (rgba [H,W,4], depth [H,W,1]) arrays when reading back, else copy into the textures."""
         W, H = self.size
-        if readback:
-            return (np.frombuffer(self.rgba.read(16 * W * H), np.float32).reshape(H, W, 4),
-                    np.frombuffer(self.depth.read(4 * W * H), np.float32).reshape(H, W, 1))
+        if readback:  # into arrays of their own (writable: to_frame keeps them without a copy)
+            rgba, depth = np.empty((H, W, 4), np.float32), np.empty((H, W, 1), np.float32)
+            self.rgba.read_into(rgba, size=rgba.nbytes)
+            self.depth.read_into(depth, size=depth.nbytes)
+            return rgba, depth
         rgba_tex.write(self.rgba)
         if depth_tex is not None:  # (None: the blend stored no depth)
             depth_tex.write(self.depth)
@@ -239,19 +241,24 @@ def check_blend_cut(cut: int, pairs_per_tile: int) -> None:
 
 
 def read_images(rgba_tex, depth_tex) -> tuple[np.ndarray, np.ndarray]:
-    """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1]."""
+    """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1] (writable)."""
     W, H = rgba_tex.size
-    rgba = np.frombuffer(rgba_tex.read(), dtype=np.float32).reshape(H, W, 4)
-    depth = np.frombuffer(depth_tex.read(), dtype=np.float32).reshape(H, W, 1)
+    rgba, depth = np.empty((H, W, 4), np.float32), np.empty((H, W, 1), np.float32)
+    rgba_tex.read_into(rgba)
+    depth_tex.read_into(depth)
     return rgba, depth
 
 
 def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,
              normals: np.ndarray | None = None) -> Frame:
-    """Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] (and normals [H,W,3]) from read-back arrays."""
-    rgba_t = torch.from_numpy(rgba.copy())
+    """Frame.rgb [H,W,3], alpha [H,W,1], depth [H,W,1] (and normals [H,W,3]) from read-back arrays
+    (kept without a copy where writable: read_images and PixelBuffers.finish give arrays of their own)."""
+    def own(a: np.ndarray) -> np.ndarray:
+        return a if a.flags.writeable and a.flags.c_contiguous else a.copy()
+
+    rgba_t = torch.from_numpy(own(rgba))
     return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
-                 depth=torch.from_numpy(depth.copy()),
+                 depth=torch.from_numpy(own(depth)),
                  normals=None if normals is None else torch.from_numpy(np.ascontiguousarray(normals)),
                  stats=stats)
 
