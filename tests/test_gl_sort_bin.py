@@ -90,6 +90,14 @@ def test_radix_sort_of_a_key_range(gl_ctx, n):
     assert bits <= 24  # 3 passes where the plain keys need 4
     _check_radix_sort(gl_ctx, keys, key_bits=bits, key_offset=lo)
     _check_radix_sort(gl_ctx, keys, key_bits=bits, key_offset=lo, iota=True)
+    # Depths over more than a factor of 2 (25 key bits): three 9-bit passes (the CPU choice).
+    wide = rng.uniform(0.8, 3.5, size=n).astype(np.float32).view(np.uint32).copy()
+    wide[rng.random(n) < 0.1] = 0xFFFFFFFF
+    valid = wide[wide != 0xFFFFFFFF]
+    lo, hi = int(valid.min()), int(valid.max())
+    bits = (hi - lo + 1).bit_length()
+    assert n < 3000 or bits == 25
+    _check_radix_sort(gl_ctx, wide, key_bits=bits, key_offset=lo, iota=True, max_digit_bits=9, local=8)
 
 
 def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):

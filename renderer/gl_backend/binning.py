@@ -49,6 +49,14 @@ SORT_MODES = ("gpu", "cpu")
 # the serial walks took about half of a frame). "auto" picks by is_software(ctx). Both give the
 # same bins.
 BIN_METHODS = ("auto", "chunks", "parallel")
+# Radix sort on CPU rasterizers (in-frame, one process, against 1024 keys a chunk, 8-bit digits and
+# 64 chunks a work group): 2048 keys a chunk, digits up to 9 bits and 8 chunks a work group took
+# 0.93x the sort time at 100k Gaussians (bench camera, 23 key bits: three 8-bit passes either way)
+# and 0.81x with a nearer camera (25 key bits: three 9-bit passes instead of four); with 64 chunks
+# a work group, 49 chunks made one work group and left the second thread idle.
+SORT_CHUNK_CPU = 2048
+SORT_DIGIT_BITS_CPU = 9
+SORT_LOCAL_CPU = 8
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 
 
@@ -175,17 +183,19 @@ class TileBinning:
             keys.write(k[order].tobytes())
             vals.write(order.tobytes())
             return keys, vals
-        # Elements per radix chunk: 1024 on CPU rasterizers (0.87x the sort time of 256 at 100k
-        # Gaussians, 0.79x at 300k: fewer per-chunk histograms to clear and scan), 256 on GPUs
-        # (more invocations in flight).
-        chunk = 1024 if self.software else 256
+        # Elements per radix chunk: SORT_CHUNK_CPU on CPU rasterizers (1024 took 0.87x the sort
+        # time of 256 at 100k Gaussians, 0.79x at 300k: fewer per-chunk histograms to clear and
+        # scan), 256 on GPUs (more invocations in flight).
+        chunk = SORT_CHUNK_CPU if self.software else 256
         offset, bits = 0, 32
         if key_range is not None and key_range[0] <= key_range[1]:
             # Keys become key - least, and INVALID_KEY all ones in every pass: it must exceed
             # every valid key, so one value more than the range needs.
             offset, bits = key_range[0], min(32, (key_range[1] - key_range[0] + 1).bit_length())
         return radix_sort(self.ctx, self.scratch, keys, vals, n, key_bits=bits, chunk=chunk,
-                          key_offset=offset, iota=iota)
+                          key_offset=offset, iota=iota,
+                          max_digit_bits=SORT_DIGIT_BITS_CPU if self.software else 8,
+                          local=SORT_LOCAL_CPU if self.software else 64)
 
     def bin(self, keys, vals, rects, n_vis: int, expect_pairs: int, num_tiles: int, tiles_x: int) -> Bins:
         """Bucket the n_vis front depth-sorted primitives into tiles (empty lists when no pairs).

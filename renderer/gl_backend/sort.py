@@ -95,25 +95,32 @@ def scan_total(scratch: Scratch, m: int, transposed: tuple[int, int] | None = No
 
 
 def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256,
-               key_offset: int = 0, iota: bool = False):
+               key_offset: int = 0, iota: bool = False, max_digit_bits: int = RADIX_BITS, local: int = GROUP):
     """Stable ascending sort of n (uint key, uint value) pairs on the GPU.
 
     keys, vals: buffers of >= 4n bytes, overwritten. The order is that of key - key_offset over its
     low key_bits bits, with INVALID_KEY (0xFFFFFFFF) taken as all ones (last); the keys themselves
     are moved unchanged. Returns the (keys, vals) buffers holding the result (the inputs
     themselves after an even number of passes). iota: sort the indices 0..n-1, vals' contents unread.
+    max_digit_bits: the fewest passes of digits up to this wide, as even as they come (25 key bits
+    and 9: three passes of 9 bits, where 8-bit digits take four). local: invocations (chunks) per
+    work group.
     """
-    passes = (key_bits + RADIX_BITS - 1) // RADIX_BITS
+    passes = max(1, -(-key_bits // max_digit_bits))
+    digit_bits = -(-key_bits // passes)
     num_chunks = max(1, (n + chunk - 1) // chunk)
-    hist = scratch.get("radix_hist", 4 * (1 << RADIX_BITS) * num_chunks)
+    # (sized for the widest digits, as is the scan's block sums below, so that frames whose key
+    # range changes allocate nothing)
+    hist = scratch.get("radix_hist", 4 * (1 << max(digit_bits, max_digit_bits)) * num_chunks)
+    scratch.get("scan_partial", 4 * ((1 << max(digit_bits, max_digit_bits)) + 1))
     k_alt = scratch.get("radix_keys", 4 * n)
     v_alt = scratch.get("radix_vals", 4 * n)
     src, dst = (keys, vals), (k_alt, v_alt)
     # CPU rasterizers: a row of digit counters per chunk, scanned digit by digit (radix.comp SLOT);
     # GPUs: digit-major counters, whose scan has a block per 256 counters to spread over threads.
     digit_major = {} if is_software(ctx) else {"DIGIT_MAJOR": 1}
-    transposed = None if digit_major else (1 << RADIX_BITS, num_chunks)
-    defs = {"RADIX_BITS": RADIX_BITS, **digit_major}
+    transposed = None if digit_major else (1 << digit_bits, num_chunks)
+    defs = {"RADIX_BITS": digit_bits, "LOCAL": local, **digit_major}
     count = compute_shader(ctx, "radix.comp", {"PASS": 0, **defs})
     scatter = compute_shader(ctx, "radix.comp", {"PASS": 1, **defs})
     first = compute_shader(ctx, "radix.comp", {"PASS": 1, "IOTA": 1, **defs}) if iota else scatter
@@ -125,17 +132,17 @@ def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, ch
         hist.bind_to_storage_buffer(4)
         scat = first if p == 0 else scatter
         for cs in (count, scat):
-            set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * RADIX_BITS,
+            set_uniforms(cs, n=n, chunk=chunk, num_chunks=num_chunks, shift=p * digit_bits,
                          key_offset=key_offset)
-        count.run(groups(num_chunks))
+        count.run(groups(num_chunks, local))
         ctx.memory_barrier()
-        exclusive_scan(ctx, scratch, hist, num_chunks << RADIX_BITS, transposed=transposed)
+        exclusive_scan(ctx, scratch, hist, num_chunks << digit_bits, transposed=transposed)
         src[0].bind_to_storage_buffer(0)
         src[1].bind_to_storage_buffer(1)
         dst[0].bind_to_storage_buffer(2)
         dst[1].bind_to_storage_buffer(3)
         hist.bind_to_storage_buffer(4)
-        scat.run(groups(num_chunks))
+        scat.run(groups(num_chunks, local))
         ctx.memory_barrier()
         src, dst = dst, src
     return src
