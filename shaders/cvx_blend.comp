@@ -40,11 +40,12 @@ const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;
 
 void main() {
-    uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
+    uvec2 wg = group_tile();
+    uint tile = wg.y * tiles_x + wg.x;
     uint end = hist[range_base + tile];
     uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
-    int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
-    int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
+    int px = int(wg.x * BLEND_TILE + gl_LocalInvocationID.x);
+    int py0 = int(wg.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 
     float T[PPT];
     vec3 C[PPT];

@@ -141,11 +141,12 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
 }
 
 void main() {
-    uint tile = gl_WorkGroupID.y * tiles_x + gl_WorkGroupID.x;
+    uvec2 wg = group_tile();
+    uint tile = wg.y * tiles_x + wg.x;
     uint end = hist[range_base + tile];
     uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
-    int px = int(gl_WorkGroupID.x * BLEND_TILE + gl_LocalInvocationID.x);
-    int py0 = int(gl_WorkGroupID.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
+    int px = int(wg.x * BLEND_TILE + gl_LocalInvocationID.x);
+    int py0 = int(wg.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
 
     for (int k = 0; k < PPT; ++k) {
         // Pixels outside the image start stopped (their lanes still stage records).
