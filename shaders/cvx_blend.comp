@@ -28,6 +28,7 @@ uniform sampler2D rec;
 
 uniform ivec2 image_size;
 #include "pixel_out.glsl"
+#include "group_tile.glsl"
 uniform uint tiles_x;
 uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;

@@ -7,7 +7,6 @@
 //   Gaussians), and the host copies the buffers into the textures or reads them back
 //   (pipeline.py PixelBuffers).
 // Defines: OUT_BUFFERS (optional). STORE_RGBA(px, py, rgba) stores the colour alone.
-// group_tile(): the tile a work group of a (tiles_x, tiles_y) dispatch blends (see below).
 #ifdef OUT_BUFFERS
 layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };
 layout(std430, binding = 3) writeonly buffer OutDepth { float out_depth[]; };
@@ -21,16 +20,3 @@ layout(r32f, binding = 1) writeonly uniform image2D out_depth;
     imageStore(out_rgba, ivec2(px, py), (rgba)); imageStore(out_depth, ivec2(px, py), vec4(depth)); }
 #define STORE_RGBA(px, py, rgba) { imageStore(out_rgba, ivec2(px, py), (rgba)); }
 #endif
-
-// llvmpipe hands each of its threads one contiguous run of a dispatch's work groups: the top half
-// of the image to one thread, the bottom half to the other. Where the content sits in one half
-// (sky above, ground below) one thread did most of the work. Blocks of 4 tile rows are dealt out
-// alternately instead (rows 0-3, 8-11, ... to the first half of the work groups), which keeps
-// neighbouring tiles together: the blend took 0.72x as long with the bench cloud in the lower
-// half of the view, and the same with it centred (0.99x).
-uvec2 group_tile() {
-    uint wy = gl_WorkGroupID.y, nb = gl_NumWorkGroups.y / 4u, half_ = (nb + 1u) / 2u;
-    uint b = wy / 4u;
-    uint ty = wy < 4u * nb ? (b < half_ ? 2u * b : 2u * (b - half_) + 1u) * 4u + (wy & 3u) : wy;
-    return uvec2(gl_WorkGroupID.x, ty);
-}

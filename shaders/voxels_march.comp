@@ -21,6 +21,7 @@
 // sxyu/svox2 > svox2/svox2.py (_volume_render_gradcheck_lerp); SH constants: graphdeco-inria
 // diff-gaussian-rasterization > cuda_rasterizer/auxiliary.h.
 #include "colormap.glsl"
+#include "group_tile.glsl"
 
 layout(local_size_x = 8, local_size_y = 8) in;
 
@@ -274,7 +275,7 @@ vec3 mlp_colour(vec4 fe[G], float emb[3 + 6 * PE]) {
 void main() {
     if (gl_LocalInvocationIndex < 8u) s_cnt[gl_LocalInvocationIndex] = 0u;
     barrier();
-    ivec2 px = ivec2(gl_GlobalInvocationID.xy);
+    ivec2 px = ivec2(group_tile() * gl_WorkGroupSize.xy + gl_LocalInvocationID.xy);
     uint c_samples = 0u, c_visited = 0u, c_mask = 0u, c_alpha = 0u, c_shaded = 0u, c_dens = 0u, c_hit = 0u,
          c_early = 0u;
     if (px.x < image_size.x && px.y < image_size.y) {
