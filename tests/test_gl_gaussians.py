@@ -245,6 +245,15 @@ def test_gpu_paths_parity_with_torch(gl_ctx, torch_r, scene, cam):
     assert a.stats.counters["visible"] == b.stats.counters["visible"]
 
 
+def test_tile_rows_dealt_to_threads_cover_the_image(gl, torch_r, scene):
+    """group_tile.glsl deals blocks of 4 tile rows alternately to the dispatch's halves: with 17
+    tile rows (4 blocks and a row left over) every tile is still blended once, as the twin's."""
+    camera = orbit_camera(3.0, 30, 20, 40, 136)  # 5 x 17 tiles of 8 px
+    a, b = gl.render(scene, camera, RenderSettings()), torch_r.render(scene, camera, RenderSettings())
+    assert float(b.alpha[:32].mean()) > 0.05 and float(b.alpha[-32:].mean()) > 0.05
+    _compare("gl_tile_rows", a, b)
+
+
 def test_host_counts_match_atomic_counters(gl_ctx, scene):
     """gs_project.comp's HOST_COUNTS (CPU rasterizers: the host reduces keys and per-Gaussian pair
     counts) gives the visible count, pair count and key range (hence sort order) that the atomic
