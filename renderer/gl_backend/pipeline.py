@@ -256,8 +256,10 @@ def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,
     def own(a: np.ndarray) -> np.ndarray:
         return a if a.flags.writeable and a.flags.c_contiguous else a.copy()
 
+    # rgb and alpha are views of the one RGBA array (strided, as Frame allows): splitting them into
+    # contiguous copies took ~3 ms of a frame at 800x800.
     rgba_t = torch.from_numpy(own(rgba))
-    return Frame(rgb=rgba_t[..., :3].contiguous(), alpha=rgba_t[..., 3:].contiguous(),
+    return Frame(rgb=rgba_t[..., :3], alpha=rgba_t[..., 3:],
                  depth=torch.from_numpy(own(depth)),
                  normals=None if normals is None else torch.from_numpy(np.ascontiguousarray(normals)),
                  stats=stats)
