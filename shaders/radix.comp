@@ -10,10 +10,12 @@
 // shared-memory sort, which they run slowly.
 // Bindings (std430): 0 keys_in uint[n], 1 vals_in uint[n], 2 keys_out uint[n], 3 vals_out uint[n],
 //                    4 hist uint[num_chunks * RADIX].
-// Defines: PASS (0 or 1), RADIX_BITS, LOCAL (local size), DIGIT_MAJOR, IOTA (PASS 1: take value i for input i, so that
-// the projection need not store its indices: 0.93x to 0.96x of gs_project.comp). The digits are those of key - key_offset (a uniform: the
-// least valid key, so that a narrow key range takes fewer passes), INVALID_KEY kept all ones. Reference: the textbook chunked counting sort (e.g. Merrill &
-// Grimshaw, "High performance and scalable radix sorting", 2011, upsweep/scan/downsweep).
+// Defines: PASS (0 or 1), RADIX_BITS (digit width), LOCAL (local size), DIGIT_MAJOR, IOTA (PASS 1:
+//   value i for input i, so that the projection need not store its indices: 0.93x to 0.96x of
+//   gs_project.comp). The digits are those of key - key_offset (a uniform: the least valid key,
+//   so that a narrow key range takes fewer passes), INVALID_KEY kept all ones.
+// Reference: the textbook chunked counting sort (e.g. Merrill & Grimshaw, "High performance and
+// scalable radix sorting", 2011, upsweep/scan/downsweep).
 layout(local_size_x = LOCAL) in;
 
 layout(std430, binding = 0) readonly buffer KeysIn { uint keys_in[]; };

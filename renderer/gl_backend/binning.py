@@ -2,12 +2,13 @@
 
 A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.glsl layouts):
     keys[i]   float bits of the view-space depth, INVALID_KEY when culled (sorts last)
-    vals[i]   i
+    vals[i]   i (or nothing, where the sort is told iota: the Gaussian projection)
     rects[i]  uvec4: the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16), then
               the tiles each rectangle row really covers (Gaussians on 8 px tiles; gs_common.glsl
               row_span) or FULL_SPANS (whole rows)
 and counts into counters[0] the primitives with a valid key and into counters[2] the
-(tile, primitive) pairs their rectangles (or spans) cover. TileBinning then
+(tile, primitive) pairs their rectangles (or spans) cover, or (HOST_COUNTS) stores each one's
+pairs for TileBinning.host_counts to reduce with the keys. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
     bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: chunk walks on CPU rasterizers,
                                    a work group per chunk whose lanes share each primitive's tiles;
