@@ -267,7 +267,8 @@ void main() {
         imageStore(rec, cvx_coord(g, 2 + j),
                    vec4(pk[4 * j], pk[4 * j + 1], pk[4 * j + 2], pk[4 * j + 3]));
     }
-    rects[g] = uvec4(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16), FULL_SPANS, 0u);
+    rects[g] = uvec4(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16),
+                     FULL_SPANS, 0u);
     atomicAdd(counters[0], 1u);
     atomicAdd(counters[2], uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y));
     keys[g] = floatBitsToUint(z);
