@@ -45,6 +45,42 @@ def is_software(ctx) -> bool:
     return any(s in name for s in ("llvmpipe", "softpipe", "swiftshader", "software"))
 
 
+# Probe for loop_cap: one invocation counts the iterations of a loop meant to run PROBE_ITERATIONS
+# times (the increment comes from the buffer so the compiler cannot fold the loop away).
+_LOOP_PROBE = """#version 430
+layout(local_size_x = 1) in;
+layout(std430, binding = 0) buffer B { uint b[]; };
+void main() {
+    uint n = 0u, step = b[1];
+    for (uint i = 0u; i < b[2]; i += step) n += step;
+    b[0] = n;
+}
+"""
+PROBE_ITERATIONS = 100_000
+_loop_caps: dict[str, int | None] = {}
+
+
+def loop_cap(ctx) -> int | None:
+    """The number of loop iterations after which this GL implementation silently ends an
+    invocation's loops (llvmpipe up to Mesa 22: 65535), or None where loops run to their end
+    (later Mesa, GPUs). Measured once per implementation (renderer and version string)."""
+    key = f"{ctx.info.get('GL_RENDERER', '?')} / {ctx.info.get('GL_VERSION', '?')}"
+    if key not in _loop_caps:
+        import numpy as np
+
+        buf = ctx.buffer(np.array([0, 1, PROBE_ITERATIONS], np.uint32).tobytes())
+        prog = ctx.compute_shader(_LOOP_PROBE)
+        try:
+            buf.bind_to_storage_buffer(0)
+            prog.run(1)
+            done = int(np.frombuffer(buf.read(4), np.uint32)[0])
+        finally:
+            prog.release()
+            buf.release()
+        _loop_caps[key] = None if done >= PROBE_ITERATIONS else done
+    return _loop_caps[key]
+
+
 def debug_enabled() -> bool:
     """RADVIEW_GL_DEBUG=1 checks ctx.error after every stage instead of once per frame."""
     return os.environ.get("RADVIEW_GL_DEBUG", "") not in ("", "0")

@@ -226,7 +226,8 @@ class PixelBuffers:
         return None
 
 
-LOOP_CAP = 65535  # llvmpipe ends an invocation's loops after this many iterations in all
+LOOP_CAP = 65535  # llvmpipe (Mesa 22) ends an invocation's loops after this many iterations in all;
+# later Mesa has no such cap (context.loop_cap measures it), and no tile is then counted as cut
 
 
 def check_blend_cut(cut: int, pairs_per_tile: int) -> None:
