@@ -102,29 +102,29 @@ void blend_one(float dx, float dy0, vec3 q, float lo, vec4 col) {
     float A = lo + q.x * dx * dx;
     float B = q.y * dx;
 #if PPT == 8
-    // p(dy) = A + B dy + c dy^2 at row k, dy = dy0 - k. exp2 at rows 3 and 4 only (the others
-    // times an exp2 each took 10% of the blend): a row up multiplies alpha by 2^(p(dy+1) - p(dy))
-    // = 2^(B + c (2 dy + 1)), and each further row's factor is 2^(2c) times the last (likewise
-    // down). Where alpha reaches 1/255 in some row of the column, p at rows 3 and 4 is above -90
-    // (the dilation keeps c >= -log2(e) / 0.6), so 2^p there neither underflows nor needs more than
-    // four factors; elsewhere rows 3, 4 may be flushed to 0 (p < -126) and factors are clamped, so
-    // nothing reaches 1/255 that should not.
-    float dy3 = dy0 - 3.0, dy4 = dy0 - 4.0;
+    // p(dy) = A + B dy + c dy^2 at row k, dy = dy0 - k. exp2 at row 3 only (an exp2 per row took
+    // 10% more of the blend; one at rows 3 and 4 each, 1.03x to 1.07x): a row up multiplies alpha
+    // by 2^(p(dy+1) - p(dy)) = 2^(B + c (2 dy + 1)), each further row's factor is g = 2^(2c) times
+    // the last, and the first factor down is g over the first one up. Where alpha reaches 1/255 in
+    // some row of the column, p at row 3 is above -90 (the dilation keeps c >= -log2(e) / 0.6, and
+    // the row is at most four away), so 2^p there does not underflow; elsewhere row 3 may be
+    // flushed to 0 (p < -126) and the factor up is clamped (the one down with it), so nothing
+    // reaches 1/255 that should not.
+    float dy3 = dy0 - 3.0;
     float p3 = A + dy3 * (B + q.z * dy3);
-    float p4 = A + dy4 * (B + q.z * dy4);
     float e3 = p3 < -126.0 ? 0.0 : exp2(p3);
-    float e4 = p4 < -126.0 ? 0.0 : exp2(p4);
     float g = exp2(2.0 * q.z);
     float up = exp2(clamp(B + q.z * (2.0 * dy3 + 1.0), -126.0, 126.0));
-    float down = exp2(clamp(-B - q.z * (2.0 * dy4 - 1.0), -126.0, 126.0));
+    float down = g / up;
     ROW(3, e3)
-    ROW(4, e4)
     float e2 = e3 * up; up *= g;
     ROW(2, e2)
     float e1 = e2 * up; up *= g;
     ROW(1, e1)
     float e0 = e1 * up;
     ROW(0, e0)
+    float e4 = e3 * down; down *= g;
+    ROW(4, e4)
     float e5 = e4 * down; down *= g;
     ROW(5, e5)
     float e6 = e5 * down; down *= g;
