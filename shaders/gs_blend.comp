@@ -11,7 +11,7 @@
 // to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
 // own stores are visible to its loads without a barrier; otherwise the work group must be one
 // subgroup and barrier() orders the staging. Per pixel: alpha from a log2-scaled quadratic
-// (coefficients prepared per lane and pair; exp2 at two rows, ratios between rows, see blend_one)
+// (coefficients prepared per lane and pair; exp2 at one row, ratios between rows, see blend_one)
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
