@@ -50,7 +50,12 @@ def settle(qtbot, w) -> None:
 def grab(qtbot, w) -> torch.Tensor:
     """The viewport's framebuffer as [H, W, 3] float in [0, 1] (it repaints at full resolution)."""
     settle(qtbot, w)
-    img = w.viewport.grabFramebuffer().convertToFormat(QImage.Format.Format_RGB888)
+    return rgb_tensor(w.viewport.grabFramebuffer())
+
+
+def rgb_tensor(image: QImage) -> torch.Tensor:
+    """A QImage as [H, W, 3] float in [0, 1]."""
+    img = image.convertToFormat(QImage.Format.Format_RGB888)
     h, wd, bpl = img.height(), img.width(), img.bytesPerLine()
     a = np.frombuffer(img.constBits(), np.uint8, count=h * bpl).reshape(h, bpl)[:, : wd * 3]
     return torch.from_numpy(a.reshape(h, wd, 3).astype(np.float32) / 255.0)

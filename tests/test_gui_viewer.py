@@ -27,6 +27,7 @@ from guikit import (  # noqa: E402,F401 - fixtures are activated by importing th
     no_escaped_exceptions,
     no_thread_left,
     not_background,
+    rgb_tensor,
     settle,
 )
 from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl  # noqa: E402
@@ -259,6 +260,20 @@ def test_gl_unavailable_falls_back_to_torch(qtbot, monkeypatch):
         assert not_background(img) > 0.01, save_diff("gui_fallback_blank", img, torch.zeros_like(img))
     finally:
         w.close()
+
+
+def test_reduced_resolution_frame_shows_the_same_picture(qtbot, loaded):
+    """While moving, a smaller frame is scaled up to the widget (the GL backend hands the viewer
+    display-ready RGBA8 frames in GL's row order): the same picture, the same way up."""
+    full = grab(qtbot, loaded)
+    vp = loaded.viewport
+    vp.interactive, vp.scale = True, 0.5
+    n = vp.frames_presented
+    half = rgb_tensor(vp.grabFramebuffer())  # (grabbing paints a frame)
+    vp.interactive = False
+    assert vp.frames_presented > n and vp.last_frame.width == round(SIZE[0] * 0.5)
+    same, flipped = psnr(half, full), psnr(half, full.flip(0))
+    assert same > 20 and same > flipped + 5, save_diff("gui_reduced_frame", full, half)
 
 
 def test_resolution_adapts_to_frame_time_and_stats_panel(win):

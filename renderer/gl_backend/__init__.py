@@ -144,11 +144,13 @@ class GLRenderer:
         self._add_slice_stats(frame.stats, scene)
         return frame
 
-    def draw(self, scene, camera: Camera, settings: RenderSettings | None = None):
+    def draw(self, scene, camera: Camera, settings: RenderSettings | None = None, display: bool = False):
         """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
 
         Row 0 of the texture is the top image row (OpenCV), so flip V when drawing it with GL's
-        bottom-left texture origin.
+        bottom-left texture origin. display=True: a Gaussian scene's colour may come instead as an
+        RGBA8 texture (dtype "f1") in GL's row order, ready to copy into a framebuffer as it is
+        (GaussianPipeline.draw); the dtype tells which.
         """
         settings = settings or RenderSettings()
         scene = self._prepare(scene, settings)
@@ -164,7 +166,8 @@ class GLRenderer:
         if settings.mode in _MARKER_MODES:
             tex, _, stats, _ = self.markers.draw(scene, camera, settings, self.gaussians._scene_buffers)
             return tex, self._add_slice_stats(stats, scene)
-        tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False, depth=False)
+        tex, _, stats, _ = self.gaussians.draw(scene, camera, settings, readback=False, depth=False,
+                                               display=display)
         return tex, self._add_slice_stats(stats, scene)
 
     def _voxels(self):

@@ -190,11 +190,15 @@ class GaussianPipeline:
 
     # ---- the frame -------------------------------------------------------------------------
     def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False,
-             depth: bool = True):
+             depth: bool = True, display: bool = False):
         """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None).
 
         depth=False (the viewer, which shows colour only): the software blend neither accumulates
         nor stores depth unless the mode shows it, and the depth texture is left as it was.
+        display=True (with depth=False, no read-back): where the software blend can, the colour
+        comes as an RGBA8 texture with the bottom row first (GL's order, alpha 1), for a viewer to
+        copy into its framebuffer as it is; the rgba texture is then left as it was. The returned
+        texture's dtype tells which: "f1" display-ready, "f4" the usual RGBA32F, top row first.
         """
         if settings.mode not in MODES:
             raise ValueError(f"mode {settings.mode!r} is not supported by the GL Gaussian pipeline "
@@ -216,6 +220,7 @@ class GaussianPipeline:
         n_vis = 0
         bins = None
         out_bufs = None
+        shown = None  # the display-ready RGBA8 texture, where the blend writes one
         with run:
             if n > 0:
                 with run.stage("project"):
@@ -278,12 +283,16 @@ class GaussianPipeline:
                     defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
-                    if self.out_buffers:
-                        out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words)
                     no_depth = not (depth or readback) and settings.mode != "depth"
+                    if self.out_buffers and display and no_depth:
+                        out_bufs = PixelBuffers.bind_display(self.scratch, W, H, self.binning.max_words)
+                        shown = self.textures.get("out_display", (W, H), 4, "f1") if out_bufs else None
+                    if self.out_buffers and out_bufs is None:
+                        out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words)
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
                             **({"OUT_BUFFERS": 1} if out_bufs is not None else {}),
+                            **({"OUT_DISPLAY": 1} if shown is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
@@ -301,7 +310,10 @@ class GaussianPipeline:
                 ctx.memory_barrier()
 
             arrays = None
-            if out_bufs is not None:  # the software blend wrote buffers: read back or copy over
+            if shown is not None:  # display-ready words: into their RGBA8 texture (no read-back)
+                with run.stage("blend"):
+                    shown.write(out_bufs.rgba)
+            elif out_bufs is not None:  # the software blend wrote buffers: read back or copy over
                 with run.stage("readback" if readback else "blend"):
                     arrays = out_bufs.finish(out_rgba, None if no_depth else out_depth, readback)
             elif readback:
@@ -313,7 +325,7 @@ class GaussianPipeline:
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
         stats = run.stats({
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
-        return out_rgba, out_depth, stats, arrays
+        return (out_rgba if shown is None else shown), out_depth, stats, arrays
 
     def debug_state(self) -> dict:
         """Read back the last frame's sort and bins (for tests): numpy arrays

@@ -212,6 +212,16 @@ class PixelBuffers:
         px.depth.bind_to_storage_buffer(3)
         return px
 
+    @classmethod
+    def bind_display(cls, scratch, width: int, height: int, max_words: int) -> PixelBuffers | None:
+        """A buffer at binding 2 of RGBA8 words, bottom row first (pixel_out.glsl OUT_DISPLAY), or
+        None when it would not fit a storage buffer binding."""
+        if width * height > max_words:
+            return None
+        px = cls(scratch.get("out_display", 4 * width * height), None, (width, height))
+        px.rgba.bind_to_storage_buffer(2)
+        return px
+
     def finish(self, rgba_tex, depth_tex, readback: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """The (rgba [H,W,4], depth [H,W,1]) arrays when reading back, else copy into the textures."""
         W, H = self.size
