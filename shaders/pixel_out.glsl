@@ -6,15 +6,17 @@
 //   times a storage-buffer store (the images' stores took ~20% of gs_blend.comp at 100k
 //   Gaussians), and the host copies the buffers into the textures or reads them back
 //   (pipeline.py PixelBuffers).
-// Defines: OUT_BUFFERS (optional); OUT_DISPLAY (optional, colour only: STORE_RGBA alone): std430
-//   buffer 2 uint[H * W] of RGBA8 (packUnorm4x8, alpha 1) with the bottom row first, ready for
-//   a display: the host copies it into an RGBA8 texture that a viewer copies into its framebuffer
-//   without a draw (the float texture's draw took ~4 ms of an 800x600 viewer frame on llvmpipe).
+// Defines: OUT_BUFFERS (optional); OUT_DISPLAY (optional, with OUT_BUFFERS): std430 buffer 2
+//   uint[H * W] of RGBA8 (packUnorm4x8 of the colour, alpha 1; no depth) with the bottom row first,
+//   ready for a display: the host copies it into an RGBA8 texture that a viewer copies into its
+//   framebuffer without a draw (the float texture's draw took ~4 ms of an 800x600 viewer frame on
+//   llvmpipe; pipeline.py PixelBuffers.bind_display).
 // STORE_RGBA(px, py, rgba) stores the colour alone.
 #if defined(OUT_DISPLAY)
 layout(std430, binding = 2) writeonly buffer OutDisplay { uint out_display[]; };
 #define STORE_RGBA(px, py, rgba) { \
     out_display[(image_size.y - 1 - (py)) * image_size.x + (px)] = packUnorm4x8(vec4((rgba).rgb, 1.0)); }
+#define STORE_PIXEL(px, py, rgba, depth) STORE_RGBA(px, py, rgba)
 #elif defined(OUT_BUFFERS)
 layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };
 layout(std430, binding = 3) writeonly buffer OutDepth { float out_depth[]; };

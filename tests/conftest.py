@@ -125,3 +125,23 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name.startswith("test_gui_"):
             item.add_marker(pytest.mark.gui)
+
+
+def check_display_texture(gl, scene, cam, settings) -> None:
+    """GLRenderer.draw(display=True), the viewer's path: an RGBA8 texture in GL's row order (bottom
+    row first) whose colour is the float frame's clamped and rounded to 8 bits, alpha 1. Skips
+    where the GL implementation gives no display-ready output (GPUs: the blends write images)."""
+    import numpy as np
+
+    tex, _ = gl.draw(scene, cam, settings, display=True)
+    if tex.dtype != "f1":
+        pytest.skip("this GL implementation blends into images: no display-ready output")
+    W, H = cam.width, cam.height
+    assert tex.size == (W, H) and tex.components == 4
+    got = np.frombuffer(tex.read(), np.uint8).reshape(H, W, 4)[::-1]  # top row first, as frames
+    ref, _ = gl.draw(scene, cam, settings)
+    want = np.frombuffer(ref.read(), np.float32).reshape(H, W, 4)
+    assert ref.dtype == "f4" and (got[..., 3] == 255).all()
+    err = np.abs(got[..., :3] / 255.0 - np.clip(want[..., :3], 0.0, 1.0))
+    assert err.max() <= 0.5 / 255 + 1e-6, err.max() * 255
+    assert want[..., :3].std() > 0.02  # a picture, not a flat background

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import orbit_camera, psnr, save_diff
+from conftest import check_display_texture, orbit_camera, psnr, save_diff
 from test_convex_torch import random_convexes
 
 from renderer import Camera, RenderSettings, get_renderer
@@ -259,3 +259,10 @@ def test_shader_headers(name):
     head = "\n".join(header)
     assert header and header[0].startswith(f"// {name}:")
     assert "Bindings" in head and "Reference" in head
+
+
+@pytest.mark.parametrize("mode", ["rgb", "depth"])
+def test_display_texture_is_the_frame_in_rgba8(gl, mode):
+    """The viewer's display-ready frames (draw display=True) are the float frames in RGBA8."""
+    settings = RenderSettings(mode=mode, background=(0.1, 0.2, 0.3))
+    check_display_texture(gl, _scene(), _camera("outside"), settings)

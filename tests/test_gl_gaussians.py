@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import orbit_camera, psnr, random_gaussians, save_diff, shared_file
+from conftest import check_display_texture, orbit_camera, psnr, random_gaussians, save_diff, shared_file
 
 from renderer import Camera, RenderSettings, get_renderer, look_at_pose
 from renderer.bench import frame_camera
@@ -346,19 +346,8 @@ void main() {
     assert np.all(np.abs(out - rgb.clip(0, 65408)) <= np.maximum(big * 2.0**-9, 2.0**-25))
 
 
-@pytest.mark.parametrize("mode", ["rgb", "alpha"])
+@pytest.mark.parametrize("mode", ["rgb", "alpha", "depth"])
 def test_display_texture_is_the_frame_in_rgba8(gl, scene, mode):
-    """draw(display=True), the viewer's path: an RGBA8 texture in GL's row order (bottom row first)
-    whose colour is the float frame's, clamped and rounded to 8 bits, with alpha 1."""
-    cam, s = _camera("outside"), RenderSettings(mode=mode, background=(0.1, 0.2, 0.3))
-    tex, _ = gl.draw(scene, cam, s, display=True)
-    if tex.dtype != "f1":
-        pytest.skip("this GL implementation blends into images: no display-ready output")
-    assert tex.size == (W, H) and tex.components == 4
-    got = np.frombuffer(tex.read(), np.uint8).reshape(H, W, 4)[::-1]  # top row first, as frames
-    ref, _ = gl.draw(scene, cam, s)
-    want = np.frombuffer(ref.read(), np.float32).reshape(H, W, 4)
-    assert ref.dtype == "f4" and (got[..., 3] == 255).all()
-    err = np.abs(got[..., :3] / 255.0 - np.clip(want[..., :3], 0.0, 1.0))
-    assert err.max() <= 0.5 / 255 + 1e-6, err.max() * 255
-    assert want[..., :3].std() > 0.02  # a picture, not a flat background
+    """The viewer's display-ready frames (draw display=True) are the float frames in RGBA8."""
+    settings = RenderSettings(mode=mode, background=(0.1, 0.2, 0.3))
+    check_display_texture(gl, scene, _camera("outside"), settings)

@@ -148,9 +148,9 @@ class GLRenderer:
         """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
 
         Row 0 of the texture is the top image row (OpenCV), so flip V when drawing it with GL's
-        bottom-left texture origin. display=True: a Gaussian scene's colour may come instead as an
-        RGBA8 texture (dtype "f1") in GL's row order, ready to copy into a framebuffer as it is
-        (GaussianPipeline.draw); the dtype tells which.
+        bottom-left texture origin. display=True: a Gaussian or convex scene's colour may come
+        instead as an RGBA8 texture (dtype "f1") in GL's row order, ready to copy into a framebuffer
+        as it is (GaussianPipeline.draw); the dtype tells which.
         """
         settings = settings or RenderSettings()
         scene = self._prepare(scene, settings)
@@ -161,7 +161,7 @@ class GLRenderer:
             frame = mod.render_voxels(self.ctx, scene, camera, settings, readback=False)
             return frame.extras.get("texture"), frame.stats
         if scene.kind == "convex":
-            tex, _, stats, _ = self.convex.draw(scene, camera, settings, readback=False)
+            tex, _, stats, _ = self.convex.draw(scene, camera, settings, readback=False, display=display)
             return tex, stats
         if settings.mode in _MARKER_MODES:
             tex, _, stats, _ = self.markers.draw(scene, camera, settings, self.gaussians._scene_buffers)

@@ -144,8 +144,13 @@ class ConvexPipeline:
         release_query_pool(self.queries)
 
     # ---- the frame -------------------------------------------------------------------------
-    def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False):
-        """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None)."""
+    def draw(self, scene, camera: Camera, settings: RenderSettings, readback: bool = False,
+             display: bool = False):
+        """Run every stage; returns (rgba texture, depth texture, FrameStats, readback arrays|None).
+
+        display=True (no read-back): the colour may come as a display-ready RGBA8 texture instead,
+        and no depth (as GaussianPipeline.draw).
+        """
         if settings.mode not in MODES:
             raise ValueError(f"mode {settings.mode!r} is not supported by the GL convex pipeline "
                              f"(use one of {', '.join(MODES)})")
@@ -194,10 +199,10 @@ class ConvexPipeline:
                     bins = self.binning.empty(num_tiles)  # nothing on screen: every tile's range is empty
                 pair_ids = self.binning.pair_texture(max(bins.n_pairs, 1))
                 rec = self._record_texture(max(n, 1), k)
-                out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words) \
-                    if self.out_buffers else None
+                out_bufs = PixelBuffers.for_blend(self.scratch, self.textures, W, H, self.binning.max_words,
+                                                  display and not readback) if self.out_buffers else None
                 defs = {"NPTS": k, "BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt,
-                        **({"OUT_BUFFERS": 1} if out_bufs is not None else {})}
+                        **(out_bufs.defines if out_bufs is not None else {})}
                 cs = compute_shader(ctx, "cvx_blend.comp", defs)
                 bins.hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -226,7 +231,8 @@ class ConvexPipeline:
         stats = run.stats({
             "visible": n_visible, "tile_pairs": bins.n_pairs, "blended_samples": int(counters_np[1]),
             "tile_px": bt})
-        return out_rgba, out_depth, stats, arrays
+        shown = out_bufs.shown if out_bufs is not None else None  # display-ready RGBA8, if written
+        return (out_rgba if shown is None else shown), out_depth, stats, arrays
 
     def debug_state(self) -> dict:
         """The last frame's sort and bins read back (binning.TileBinning.debug_state)."""

@@ -197,8 +197,9 @@ class GaussianPipeline:
         nor stores depth unless the mode shows it, and the depth texture is left as it was.
         display=True (with depth=False, no read-back): where the software blend can, the colour
         comes as an RGBA8 texture with the bottom row first (GL's order, alpha 1), for a viewer to
-        copy into its framebuffer as it is; the rgba texture is then left as it was. The returned
-        texture's dtype tells which: "f1" display-ready, "f4" the usual RGBA32F, top row first.
+        copy into its framebuffer as it is (pipeline.PixelBuffers.bind_display); the rgba texture is
+        then left as it was. The returned texture's dtype tells which: "f1" display-ready, "f4" the
+        usual RGBA32F, top row first.
         """
         if settings.mode not in MODES:
             raise ValueError(f"mode {settings.mode!r} is not supported by the GL Gaussian pipeline "
@@ -220,7 +221,6 @@ class GaussianPipeline:
         n_vis = 0
         bins = None
         out_bufs = None
-        shown = None  # the display-ready RGBA8 texture, where the blend writes one
         with run:
             if n > 0:
                 with run.stage("project"):
@@ -284,15 +284,13 @@ class GaussianPipeline:
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
                     no_depth = not (depth or readback) and settings.mode != "depth"
-                    if self.out_buffers and display and no_depth:
-                        out_bufs = PixelBuffers.bind_display(self.scratch, W, H, self.binning.max_words)
-                        shown = self.textures.get("out_display", (W, H), 4, "f1") if out_bufs else None
-                    if self.out_buffers and out_bufs is None:
-                        out_bufs = PixelBuffers.bind(self.scratch, W, H, self.binning.max_words)
+                    if self.out_buffers:
+                        shown = display and not (depth or readback)  # display-ready RGBA8 where asked
+                        out_bufs = PixelBuffers.for_blend(self.scratch, self.textures, W, H,
+                                                          self.binning.max_words, shown)
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
-                            **({"OUT_BUFFERS": 1} if out_bufs is not None else {}),
-                            **({"OUT_DISPLAY": 1} if shown is not None else {}),
+                            **(out_bufs.defines if out_bufs is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
@@ -310,10 +308,7 @@ class GaussianPipeline:
                 ctx.memory_barrier()
 
             arrays = None
-            if shown is not None:  # display-ready words: into their RGBA8 texture (no read-back)
-                with run.stage("blend"):
-                    shown.write(out_bufs.rgba)
-            elif out_bufs is not None:  # the software blend wrote buffers: read back or copy over
+            if out_bufs is not None:  # the software blend wrote buffers: read back or copy over
                 with run.stage("readback" if readback else "blend"):
                     arrays = out_bufs.finish(out_rgba, None if no_depth else out_depth, readback)
             elif readback:
@@ -325,6 +320,7 @@ class GaussianPipeline:
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
         stats = run.stats({
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
+        shown = out_bufs.shown if out_bufs is not None else None  # display-ready RGBA8, if written
         return (out_rgba if shown is None else shown), out_depth, stats, arrays
 
     def debug_state(self) -> dict:

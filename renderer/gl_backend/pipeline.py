@@ -190,15 +190,20 @@ class PixelBuffers:
     """A software blend's outputs as storage buffers (shaders/pixel_out.glsl OUT_BUFFERS).
 
         px = PixelBuffers.bind(scratch, W, H, max_words)   # None: use the images (too big a binding)
-        ... run the blend with OUT_BUFFERS ...
+        ... run the blend with px.defines ...
         arrays = px.finish(out_rgba, out_depth, readback)  # read back, or copied into the textures
 
     On llvmpipe an imageStore costs several times a buffer store; reading the buffers back (render)
     or copying them into the textures draw() returns, on the GL side, costs less than the stores saved.
+    bind_display: the colour alone as display-ready RGBA8 (OUT_DISPLAY), copied into `shown`.
     """
 
-    def __init__(self, rgba, depth, size: tuple[int, int]):
-        self.rgba, self.depth, self.size = rgba, depth, size
+    def __init__(self, rgba, depth, size: tuple[int, int], shown=None):
+        self.rgba, self.depth, self.size, self.shown = rgba, depth, size, shown
+
+    @property
+    def defines(self) -> dict:
+        return {"OUT_BUFFERS": 1, **({"OUT_DISPLAY": 1} if self.shown is not None else {})}
 
     @classmethod
     def bind(cls, scratch, width: int, height: int, max_words: int) -> PixelBuffers | None:
@@ -213,18 +218,33 @@ class PixelBuffers:
         return px
 
     @classmethod
-    def bind_display(cls, scratch, width: int, height: int, max_words: int) -> PixelBuffers | None:
-        """A buffer at binding 2 of RGBA8 words, bottom row first (pixel_out.glsl OUT_DISPLAY), or
-        None when it would not fit a storage buffer binding."""
+    def bind_display(cls, scratch, textures: Textures, width: int, height: int,
+                     max_words: int) -> PixelBuffers | None:
+        """A buffer at binding 2 of RGBA8 words, bottom row first (pixel_out.glsl OUT_DISPLAY), and
+        the RGBA8 texture `shown` that finish() copies it into; or bind()'s buffers when it would
+        not fit a storage buffer binding."""
         if width * height > max_words:
-            return None
-        px = cls(scratch.get("out_display", 4 * width * height), None, (width, height))
+            return cls.bind(scratch, width, height, max_words)
+        px = cls(scratch.get("out_display", 4 * width * height), None, (width, height),
+                 textures.get("out_display", (width, height), 4, "f1"))
         px.rgba.bind_to_storage_buffer(2)
         return px
 
+    @classmethod
+    def for_blend(cls, scratch, textures: Textures, width: int, height: int, max_words: int,
+                  display: bool) -> PixelBuffers | None:
+        """bind_display where `display` (the caller wants neither depth nor a read-back), else bind."""
+        if display:
+            return cls.bind_display(scratch, textures, width, height, max_words)
+        return cls.bind(scratch, width, height, max_words)
+
     def finish(self, rgba_tex, depth_tex, readback: bool) -> tuple[np.ndarray, np.ndarray] | None:
-        """The (rgba [H,W,4], depth [H,W,1]) arrays when reading back, else copy into the textures."""
+        """The (rgba [H,W,4], depth [H,W,1]) arrays when reading back, else copy into the textures
+        (display-ready words into `shown`, the float textures left as they were)."""
         W, H = self.size
+        if self.shown is not None:
+            self.shown.write(self.rgba)
+            return None
         if readback:  # into arrays of their own (writable: to_frame keeps them without a copy)
             rgba, depth = np.empty((H, W, 4), np.float32), np.empty((H, W, 1), np.float32)
             self.rgba.read_into(rgba, size=rgba.nbytes)
