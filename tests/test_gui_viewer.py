@@ -278,7 +278,7 @@ def test_reduced_resolution_frame_shows_the_same_picture(qtbot, loaded):
 
 def test_resolution_adapts_to_frame_time_and_stats_panel(win):
     from app.messages import FrameRendered
-    from app.viewport import INTERACTIVE_FPS, MIN_SCALE
+    from app.viewport import INTERACTIVE_FPS, MIN_SCALE, NO_GAIN_FRAMES
 
     vp, budget = win.viewport, 1000 / INTERACTIVE_FPS
     W, H = vp.physical_size()
@@ -288,6 +288,11 @@ def test_resolution_adapts_to_frame_time_and_stats_panel(win):
 
     frame(1.0, budget / 4, interactive=False)  # fast at full size: no need to lower it
     assert vp.scale == 1.0
+    frame(1.0, budget * 1.44, interactive=False)  # a little slow: a little smaller...
+    assert vp.scale == pytest.approx(1 / 1.2)
+    for _ in range(2):
+        frame(vp.scale, budget * 1.5)  # ...and no faster, as noise goes: smaller still, no floor
+    assert vp.scale < 0.8 and vp._floor == MIN_SCALE
     frame(1.0, budget * 16, interactive=False)  # 4x too slow per side: a quarter of the size
     assert vp.scale == pytest.approx(0.25)
     vp.interactive = True
@@ -295,9 +300,10 @@ def test_resolution_adapts_to_frame_time_and_stats_panel(win):
     for _ in range(20):
         frame(vp.scale, budget * 4)  # still too slow: stops at the floor
     assert vp.scale == MIN_SCALE
-    frame(vp.scale, budget * 20)  # slower than at full size: maybe just a costly view...
-    assert vp.scale == MIN_SCALE
-    frame(vp.scale, budget * 20)  # ...twice: the resolution goes back up...
+    for _ in range(NO_GAIN_FRAMES - 1):
+        frame(vp.scale, budget * 20)  # slower than at full size: maybe just a costly view...
+        assert vp.scale == MIN_SCALE
+    frame(vp.scale, budget * 20)  # ...again and again: the resolution goes back up...
     assert vp.scale == 1.0
     for _ in range(20):
         frame(vp.scale, budget * 4)
