@@ -118,7 +118,7 @@ class Viewport(QOpenGLWidget):
         self.gl_error: str | None = None  # why the GL backend is unavailable, once known
         self._renderers: dict[str, object] = {}
         self._blit = self._vao = self._upload_tex = self._blit_exact = self._vao_exact = None
-        self._shown_fbo = None  # (texture glo, framebuffer) around a display-ready texture
+        self._shown_fbo = None  # (texture, framebuffer) around a display-ready texture
         self.interactive = False  # True while the camera moves: reduced resolution
         self.adaptive = True  # lower the resolution while moving (View menu)
         self.scale = 0.5  # fraction of the widget's resolution used while moving
@@ -314,10 +314,11 @@ class Viewport(QOpenGLWidget):
         ready = tex.dtype == "f1"  # display-ready (GLRenderer.draw display=True): RGBA8, GL row order
         if ready and tex.size == (W, H):
             # A copy, no draw: 0.15 ms where the draw of a float texture took ~4 ms (800x600, llvmpipe).
-            if self._shown_fbo is None or self._shown_fbo[0] != tex.glo:
+            # Keyed by the texture object: GL reuses the name of a released texture for a new one.
+            if self._shown_fbo is None or self._shown_fbo[0] is not tex:
                 if self._shown_fbo is not None:
                     self._shown_fbo[1].release()
-                self._shown_fbo = (tex.glo, self.ctx.framebuffer([tex]))
+                self._shown_fbo = (tex, self.ctx.framebuffer([tex]))
             self.ctx.copy_framebuffer(fbo, self._shown_fbo[1])
             return
         tex.use(0)
