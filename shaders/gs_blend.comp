@@ -100,28 +100,39 @@ uint blended = 0u;
 // with q = (a, b, c) of the log2 quadratic log2(alpha) = lo + a dx^2 + b dx dy + c dy^2 (dx, dy:
 // mean - pixel centre) and lo = log2(opacity); (fx, fy): this invocation's first pixel centre.
 #if PPT == 8
-// p(dy) = A + B dy + c dy^2 at row k, dy = dy0 - k. exp2 at row 3 only (an exp2 per row took 10%
-// more of the blend; one at rows 3 and 4 each, 1.03x to 1.07x): a row up multiplies alpha by
-// 2^(p(dy+1) - p(dy)) = 2^(B + c (2 dy + 1)), each further row's factor is g = 2^(2c) times the
-// last, and the first factor down is g over the first one up. Where alpha reaches 1/255 in some
-// row of the column, p at row 3 is above -90 (the dilation keeps c >= -log2(e) / 0.6, and the row
-// is at most four away), so 2^p there does not underflow; elsewhere row 3 may be flushed to 0
-// (p < -126) and the factor up is clamped (the one down with it), so nothing reaches 1/255 that
-// should not. pair_setup gives alpha at row 3 (before the cap), the first factor up, g and the
-// colour (rgb, depth); rows_up blends rows 3 to 0, rows_down rows 4 to 7.
-void pair_setup(vec4 r0, vec4 r1, float fx, float fy, out float e3, out float up, out float g,
-                out vec4 col) {
-    float dx = r0.x - fx, dy3 = r0.y - fy - 3.0;
-    vec3 q = vec3(r0.zw, r1.x);
-    float A = r1.y + q.x * dx * dx;
-    float B = q.y * dx;
-    float p3 = A + dy3 * (B + q.z * dy3);
-    e3 = p3 < -126.0 ? 0.0 : exp2(p3);
-    g = exp2(2.0 * q.z);
-    up = exp2(clamp(B + q.z * (2.0 * dy3 + 1.0), -126.0, 126.0));
-    col = vec4(unpack_rgb9e5(floatBitsToUint(r1.w)), r1.z);
+// Per pair, the lane that stages it turns the record into terms for the tile's columns (one
+// vector op for BATCH pairs instead of one per pair in every lane: the blend took 0.96x to 0.97x
+// as long): with the column x = 0..BLEND_TILE-1 of this row of lanes (origin (x0, fy): the pixel
+// centre of its column 0 and first row), m = mean.x - x0 (dx = m - x) and d = mean.y - fy - 3
+// (dy at row 3), alpha at row 3 of column x is 2^p(x) with p(x) = V0 + x (V1 + a x), V0 = lo +
+// m (a m + b d) + c d^2, V1 = -(2 a m + b d). exp2 at row 3 only (an exp2 per row took 10% more of
+// the blend): a row up multiplies alpha by 2^(p(dy+1) - p(dy)) = 2^(b dx + c (2 dy + 1)), at row 3
+// 2^(W0 - b x) with W0 = b m + c (2 d + 1); each further row's factor is g = 2^(2c) times the last,
+// and the first factor down is g over the first one up. Where alpha reaches 1/255 in some row of
+// the column, p at row 3 is above -90 (the dilation keeps c >= -log2(e) / 0.6, and the row is at
+// most four away), so 2^p there does not underflow; elsewhere row 3 may be flushed to 0 (p < -126)
+// and the factor up is clamped (the one down with it), so nothing reaches 1/255 that should not.
+// s0 = (V0, V1, a, W0), s1 = (b, g, depth, colour bits); `past` (beyond the tile's list): V0 =
+// -1e30, which blends nothing. Lanes sharing staged pairs share x0 and fy: a subgroup lies in one
+// row of lanes (local_size_x = BLEND_TILE, a multiple of BATCH, or one subgroup per group).
+void stage_pair(vec4 r0, vec4 r1, bool past, float x0, float fy, out vec4 s0, out vec4 s1) {
+    float m = r0.x - x0, d = r0.y - fy - 3.0;
+    float a = r0.z, b = r0.w, c = r1.x;
+    s0 = vec4(past ? -1e30 : r1.y + m * (a * m + b * d) + c * d * d, -(2.0 * a * m + b * d), a,
+              b * m + c * (2.0 * d + 1.0));
+    s1 = vec4(b, exp2(2.0 * c), r1.zw);
 }
 
+// Column x's alpha at row 3 (before the cap), first factor up, g and colour (rgb, depth).
+void pair_setup(vec4 s0, vec4 s1, float x, out float e3, out float up, out float g, out vec4 col) {
+    float p = s0.x + x * (s0.y + s0.z * x);
+    e3 = p < -126.0 ? 0.0 : exp2(p);
+    g = s1.y;
+    up = exp2(clamp(s0.w - s1.x * x, -126.0, 126.0));
+    col = vec4(unpack_rgb9e5(floatBitsToUint(s1.w)), s1.z);
+}
+
+// Rows 3 to 0, then (rows_down) rows 4 to 7.
 void rows_up(float e, float up, float g, vec4 col) {
     ROW(3, e)
     e *= up; up *= g;
@@ -145,12 +156,14 @@ void rows_down(float e3, float up, float g, vec4 col) {
 }
 #endif
 
-// Blend one Gaussian (its record r0, r1) into this invocation's PPT pixels.
-void blend_one(vec4 r0, vec4 r1, float fx, float fy) {
+// Blend one Gaussian (its record r0, r1) into this invocation's PPT pixels; x0, x: as stage_pair.
+void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
 #if PPT == 8
+    vec4 s0, s1;
+    stage_pair(r0, r1, false, x0, fy, s0, s1);
     float e3, up, g;
     vec4 col;
-    pair_setup(r0, r1, fx, fy, e3, up, g, col);
+    pair_setup(s0, s1, x, e3, up, g, col);
     rows_up(e3, up, g, col);
     rows_down(e3, up, g, col);
 #else
@@ -175,7 +188,7 @@ void blend_one(vec4 r0, vec4 r1, float fx, float fy) {
 // kept it in memory: the blend took 0.95x to 0.96x as long (100k, 300k Gaussians; 0.97x at 10k).
 float b_e3[BATCH], b_up[BATCH], b_g[BATCH];
 vec4 b_col[BATCH];
-#define SETUP(j) pair_setup(s_r0[slice + j], s_r1[slice + j], fx, fy, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define SETUP(j) pair_setup(s_r0[slice + j], s_r1[slice + j], x, b_e3[j], b_up[j], b_g[j], b_col[j]);
 #define UP(j) rows_up(b_e3[j], b_up[j], b_g[j], b_col[j]);
 #define DOWN(j) rows_down(b_e3[j], b_up[j], b_g[j], b_col[j]);
 #endif
@@ -195,6 +208,7 @@ void main() {
     }
     float fx = float(px) + 0.5;
     float fy = float(py0) + 0.5;
+    float x0 = float(wg.x * BLEND_TILE) + 0.5, x = float(gl_LocalInvocationID.x);
     bool live = true;
 #if BATCH > 1
     uint lane = gl_SubGroupInvocationARB;
@@ -212,10 +226,18 @@ void main() {
     do {
         uint p = base + lane;
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r);
+        vec4 r0 = texelFetch(rec0, pc, 0);
         vec4 r1 = uintBitsToFloat(texelFetch(rec1, pc, 0));   // (q.z, log2 o, depth, colour bits)
-        s_r0[slice + lane] = texelFetch(rec0, pc, 0);
+#if PPT == 8
+        vec4 s0, s1;
+        stage_pair(r0, r1, p >= end, x0, fy, s0, s1);
+        s_r0[slice + lane] = s0;
+        s_r1[slice + lane] = s1;
+#else
+        s_r0[slice + lane] = r0;
         // Past the tile's end: a log2(opacity) that fails every test.
         s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r1.zw);
+#endif
         SYNC();
         // Unrolled by hand: one vector load per record and pair, no loop bookkeeping.
 #if PPT == 8
@@ -234,7 +256,7 @@ void main() {
         EACH(UP)
         EACH(DOWN)
 #else
-#define PAIR(j) blend_one(s_r0[slice + j], s_r1[slice + j], fx, fy);
+#define PAIR(j) blend_one(s_r0[slice + j], s_r1[slice + j], x0, x, fx, fy);
         PAIR(0) PAIR(1) PAIR(2) PAIR(3)
 #if BATCH > 4
         PAIR(4) PAIR(5) PAIR(6) PAIR(7)
@@ -254,7 +276,7 @@ void main() {
     // No subgroups (BATCH 1): every lane fetches the same pair's record.
     for (uint p = start; p < end && live; ++p) {
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(p), 0).r);
-        blend_one(texelFetch(rec0, pc, 0), uintBitsToFloat(texelFetch(rec1, pc, 0)), fx, fy);
+        blend_one(texelFetch(rec0, pc, 0), uintBitsToFloat(texelFetch(rec1, pc, 0)), x0, x, fx, fy);
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }
