@@ -285,9 +285,9 @@ class GaussianPipeline:
                 else:
                     no_depth = not (depth or readback) and settings.mode != "depth"
                     if self.out_buffers:
-                        shown = display and not (depth or readback)  # display-ready RGBA8 where asked
+                        ready = display and not (depth or readback)  # display-ready RGBA8 where asked
                         out_bufs = PixelBuffers.for_blend(self.scratch, self.textures, W, H,
-                                                          self.binning.max_words, shown)
+                                                          self.binning.max_words, ready)
                     defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
                             **(out_bufs.defines if out_bufs is not None else {}),
