@@ -58,8 +58,9 @@ const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
 
 #if BATCH > 1
-// Staged records, one slice per subgroup: (mean2d, q.xy), (q.z, log2 opacity, depth, RGB9E5 colour
-// bits): two vec4 reads per pair (a third, for the colour as floats, took 9% of the blend).
+// Staged pairs, one slice per subgroup: with PPT 8 the per-column terms of stage_pair, else the
+// records (mean2d, q.xy), (q.z, log2 opacity, depth, RGB9E5 colour bits): two vec4 reads per pair
+// (a third, for the colour as floats, took 9% of the blend).
 const uint SUBGROUPS = uint(BLEND_TILE * STEP + BATCH - 1) / uint(BATCH);
 shared vec4 s_r0[SUBGROUPS * BATCH], s_r1[SUBGROUPS * BATCH];
 #ifdef LOCKSTEP
@@ -181,6 +182,20 @@ void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
 #endif
 }
 
+#if BATCH > 1
+#define EACH(M) M(0) M(1) M(2) M(3) EACH4(M) EACH8(M)
+#if BATCH > 4
+#define EACH4(M) M(4) M(5) M(6) M(7)
+#else
+#define EACH4(M)
+#endif
+#if BATCH > 8
+#define EACH8(M) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
+#else
+#define EACH8(M)
+#endif
+#endif
+
 #if BATCH > 1 && PPT == 8
 // A staged batch in three phases: every pair's setup, then rows 3 to 0 of each pair in order,
 // then rows 4 to 7 (same arithmetic as blend_one, so the same image). Half the pixels' state (T,
@@ -239,31 +254,15 @@ void main() {
         s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r1.zw);
 #endif
         SYNC();
-        // Unrolled by hand: one vector load per record and pair, no loop bookkeeping.
+        // Unrolled by hand (EACH(M): M(j) for every pair j of the batch): one vector load per
+        // record and pair, no loop bookkeeping.
 #if PPT == 8
-#define EACH(M) M(0) M(1) M(2) M(3) EACH4(M) EACH8(M)
-#if BATCH > 4
-#define EACH4(M) M(4) M(5) M(6) M(7)
-#else
-#define EACH4(M)
-#endif
-#if BATCH > 8
-#define EACH8(M) M(8) M(9) M(10) M(11) M(12) M(13) M(14) M(15)
-#else
-#define EACH8(M)
-#endif
         EACH(SETUP)
         EACH(UP)
         EACH(DOWN)
 #else
 #define PAIR(j) blend_one(s_r0[slice + j], s_r1[slice + j], x0, x, fx, fy);
-        PAIR(0) PAIR(1) PAIR(2) PAIR(3)
-#if BATCH > 4
-        PAIR(4) PAIR(5) PAIR(6) PAIR(7)
-#endif
-#if BATCH > 8
-        PAIR(8) PAIR(9) PAIR(10) PAIR(11) PAIR(12) PAIR(13) PAIR(14) PAIR(15)
-#endif
+        EACH(PAIR)
 #endif
         SYNC();
         live = false;
