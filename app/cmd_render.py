@@ -274,15 +274,16 @@ def run(args) -> int:
 
     # The video starts with its first frame: a failure before it leaves no broken file behind.
     writer: VideoWriter | None = None
+    # 8-bit colour straight from the renderer where it offers that (GL: no depth, no float read-back).
+    rgb8 = getattr(renderer, "render_rgb8", None) or (lambda *a: renderer.render(*a).to_uint8())
     t0 = time.perf_counter()
     bar = Progress(n, desc="render", unit="frame")
     try:
         for cam, t in zip(cams, times, strict=True):
             try:
-                frame = renderer.render(scene, replace(cam, time=t), replace(base, time=t))
+                img = rgb8(scene, replace(cam, time=t), replace(base, time=t))
             except (ValueError, NotImplementedError) as e:
                 raise UsageError(f"the {renderer.name} backend cannot render this: {e}") from None
-            img = frame.to_uint8()
             if not video:
                 write_png(out, img)
             else:

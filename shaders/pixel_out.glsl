@@ -7,15 +7,20 @@
 //   Gaussians), and the host copies the buffers into the textures or reads them back
 //   (pipeline.py PixelBuffers).
 // Defines: OUT_BUFFERS (optional); OUT_DISPLAY (optional, with OUT_BUFFERS): std430 buffer 2
-//   uint[H * W] of RGBA8 (packUnorm4x8 of the colour, alpha 1; no depth) with the bottom row first,
+//   uint[H * W] of RGBA8 (the colour as Frame.to_uint8 rounds it, alpha 1; no depth) bottom row first,
 //   ready for a display: the host copies it into an RGBA8 texture that a viewer copies into its
 //   framebuffer without a draw (the float texture's draw took ~4 ms of an 800x600 viewer frame on
 //   llvmpipe; pipeline.py PixelBuffers.bind_display).
 // STORE_RGBA(px, py, rgba) stores the colour alone.
 #if defined(OUT_DISPLAY)
 layout(std430, binding = 2) writeonly buffer OutDisplay { uint out_display[]; };
+// Rounded half up, as Frame.to_uint8 does (packUnorm4x8 rounds half to even: 0.3 gave 76, not 77).
+uint display_word(vec3 rgb) {
+    uvec3 q = uvec3(clamp(rgb, 0.0, 1.0) * 255.0 + 0.5);
+    return q.x | (q.y << 8) | (q.z << 16) | 0xFF000000u;
+}
 #define STORE_RGBA(px, py, rgba) { \
-    out_display[(image_size.y - 1 - (py)) * image_size.x + (px)] = packUnorm4x8(vec4((rgba).rgb, 1.0)); }
+    out_display[(image_size.y - 1 - (py)) * image_size.x + (px)] = display_word((rgba).rgb); }
 #define STORE_PIXEL(px, py, rgba, depth) STORE_RGBA(px, py, rgba)
 #elif defined(OUT_BUFFERS)
 layout(std430, binding = 2) writeonly buffer OutRGBA { vec4 out_rgba[]; };

@@ -351,3 +351,22 @@ def test_display_texture_is_the_frame_in_rgba8(gl, scene, mode):
     """The viewer's display-ready frames (draw display=True) are the float frames in RGBA8."""
     settings = RenderSettings(mode=mode, background=(0.1, 0.2, 0.3))
     check_display_texture(gl, scene, _camera("outside"), settings)
+
+
+def test_render_rgb8_is_render_to_uint8(gl, scene):
+    """render_rgb8 (video and PNG output) is render().to_uint8() for every kind of scene GL draws:
+    Gaussians through the display-ready path, voxels and the marker modes through float textures."""
+    from test_gl_convex import _scene as convex_scene
+
+    from scenes.voxels import procedural_shell
+
+    cam = _camera("outside")
+    cases = [(scene, RenderSettings(background=(0.1, 0.2, 0.3))), (scene, RenderSettings(mode="depth")),
+             (scene, RenderSettings(mode="points")), (convex_scene(), RenderSettings()),
+             (procedural_shell(16, fine=False, seed=2), RenderSettings())]
+    for s, settings in cases:
+        got, want = gl.render_rgb8(s, cam, settings), gl.render(s, cam, settings).to_uint8()
+        assert got.shape == (H, W, 3) and got.dtype == np.uint8 and got.flags.c_contiguous
+        diff = np.abs(got.astype(int) - want.astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (s.kind, settings.mode, diff.max())
+        assert want.std() > 2  # a picture
