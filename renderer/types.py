@@ -148,7 +148,13 @@ class Frame:
 
     def to_uint8(self) -> np.ndarray:
         """[H, W, 3] uint8 with sRGB-free clipping (values are written as stored)."""
-        return (self.rgb.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+        return rgb_to_uint8(self.rgb.detach().cpu().numpy())
+
+
+def rgb_to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] float colour to uint8: clipped to [0, 1], rounded half up (pixel_out.glsl's
+    display words round the same way)."""
+    return (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
 
 
 @runtime_checkable

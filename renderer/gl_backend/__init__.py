@@ -12,7 +12,7 @@ import importlib.util
 
 import numpy as np
 
-from ..types import Camera, Frame, FrameStats, RenderSettings
+from ..types import Camera, Frame, FrameStats, RenderSettings, rgb_to_uint8
 from .context import GLStageError, check_error, create_context, gl_available, is_software
 from .shaders import ShaderCompileError
 
@@ -157,8 +157,7 @@ class GLRenderer:
         W, H = int(camera.width), int(camera.height)
         if tex.dtype == "f1":  # RGBA8, bottom row first
             return np.ascontiguousarray(np.frombuffer(tex.read(), np.uint8).reshape(H, W, 4)[::-1, :, :3])
-        rgb = np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[..., :3]  # RGBA32F, top row first
-        return (np.clip(rgb, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
+        return rgb_to_uint8(np.frombuffer(tex.read(), np.float32).reshape(H, W, 4)[..., :3])  # RGBA32F
 
     def draw(self, scene, camera: Camera, settings: RenderSettings | None = None, display: bool = False):
         """Render without read-back: (moderngl.Texture RGBA32F of the colour and alpha, FrameStats).
