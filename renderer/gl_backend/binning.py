@@ -141,7 +141,7 @@ class TileBinning:
         """(rects, keys, vals, counters) for n primitives; counters come zeroed, but for
         counters[4] (the least sort key, gs_project.comp) at 0xFFFFFFFF."""
         counters = self.scratch.get("counters", 32)
-        counters.write(np.array([0, 0, 0, 0, 0xFFFFFFFF, 0, 0, 0], dtype=np.uint32).tobytes())
+        self.scratch.upload(counters, np.array([0, 0, 0, 0, 0xFFFFFFFF, 0, 0, 0], dtype=np.uint32).tobytes())
         return (self.scratch.get("rects", 16 * n), self.scratch.get("keys", 4 * n),
                 self.scratch.get("vals", 4 * n), counters)
 
@@ -232,7 +232,7 @@ class TileBinning:
     def empty(self, num_tiles: int) -> Bins:
         """Bins with every tile's list empty."""
         hist = self.scratch.get("bin_hist", 4 * max(num_tiles, 1))
-        hist.clear()
+        self.scratch.zero(hist, hist.size)
         return Bins(hist, 1, 0, num_tiles)
 
     def _bin_pass(self, keys, vals, rects, n_vis, chunks, num_tiles, tiles_x, expect_pairs):
@@ -242,7 +242,7 @@ class TileBinning:
         chunks = -(-n_vis // chunk)
         m = num_tiles * chunks
         hist = self.scratch.get("bin_hist", 4 * m)
-        hist.clear(size=4 * m)
+        self.scratch.zero(hist, 4 * m)
         self._bind_inputs(keys, vals, rects, hist)
         uni = dict(n_visible=n_vis, chunk=chunk, num_tiles=num_tiles, tiles_x=tiles_x)
         cs = compute_shader(ctx, "bin.comp", {"PASS": 0, **self._walk_defs()})
@@ -277,7 +277,7 @@ class TileBinning:
         """bin_par.comp: count, scan, scatter, per-tile sort by depth rank."""
         ctx = self.ctx
         hist = self.scratch.get("bin_hist", 4 * num_tiles)
-        hist.clear(size=4 * num_tiles)
+        self.scratch.zero(hist, 4 * num_tiles)
         ranks = self.scratch.get("bin_ranks", 4 * expect_pairs)
         self._bind_inputs(keys, vals, rects, hist, ranks)
         uni = dict(n_visible=n_vis, tiles_x=tiles_x)

@@ -184,7 +184,7 @@ class ConvexPipeline:
                         sh_degree=degree, sh_quirk=int(sb.quirk))
                     cs.run(groups(n, 64))
                     ctx.memory_barrier()
-                    cnt = np.frombuffer(counters.read(16), dtype=np.uint32)
+                    cnt = np.frombuffer(self.scratch.read(counters, 16), dtype=np.uint32)
                     n_keyed, expect_pairs, n_visible = int(cnt[0]), int(cnt[2]), int(cnt[3])
 
                 with run.stage("sort"):
@@ -225,7 +225,7 @@ class ConvexPipeline:
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
-            counters_np = np.frombuffer(counters.read(28), dtype=np.uint32)
+            counters_np = np.frombuffer(self.scratch.read(counters, 28), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         check_blend_cut(int(counters_np[6]), LOOP_CAP)  # (cvx_blend.comp: one iteration per pair)
         stats = run.stats({

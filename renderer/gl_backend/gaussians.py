@@ -261,7 +261,7 @@ class GaussianPipeline:
                     if npairs is not None:
                         n_vis, expect_pairs, key_range = self.binning.host_counts(keys, npairs, n)
                     else:
-                        cnt = np.frombuffer(counters.read(24), dtype=np.uint32)
+                        cnt = np.frombuffer(self.scratch.read(counters, 24), dtype=np.uint32)
                         n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
                         key_range = (int(cnt[4]), int(cnt[5]))
 
@@ -314,7 +314,7 @@ class GaussianPipeline:
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
-            counters_np = np.frombuffer(counters.read(28), dtype=np.uint32)
+            counters_np = np.frombuffer(self.scratch.read(counters, 28), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)

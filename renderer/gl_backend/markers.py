@@ -120,13 +120,13 @@ class MarkerPipeline:
                         sh_k=int(sb.k), point_r2=r * r, point_k=int(np.ceil(r)), sigma2=k * k,
                         box_scale=1.25 * k)
                     for _ in range(2):  # a second run only when the work items outgrow their buffer
-                        counters.clear()
+                        self.scratch.zero(counters, counters.size)
                         for i, b in enumerate((sb.geom, sb.sh, recs, boxes, items, counters)):
                             b.bind_to_storage_buffer(i)
                         set_uniforms(cs, capacity=items.size // 8, **uniforms)
                         cs.run(groups(n, 128))
                         ctx.memory_barrier()
-                        cnt = np.frombuffer(counters.read(16), dtype=np.uint32).copy()
+                        cnt = np.frombuffer(self.scratch.read(counters, 16), dtype=np.uint32).copy()
                         if int(cnt[0]) <= items.size // 8:
                             break
                         items = self.scratch.get("items", 8 * int(cnt[0] * 1.25))

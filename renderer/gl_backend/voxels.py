@@ -37,7 +37,7 @@ from ..types import Camera, Frame, FrameStats, RenderSettings
 from .context import check_error
 from .pipeline import Textures, capped_degree, is_current, read_images, to_frame
 from .shaders import compute_shader
-from .sort import set_uniforms
+from .sort import Scratch, set_uniforms
 
 LOCAL = 8  # local_size_x = local_size_y in voxels_march.comp
 MODES = {"rgb": 0, "alpha": 1, "depth": 2}
@@ -221,7 +221,8 @@ class _State:
         self.ctx = ctx
         self.scene: _SceneTextures | None = None
         self.out = Textures(ctx)
-        self.counters = ctx.buffer(reserve=4 * len(COUNTERS))
+        self.scratch = Scratch(ctx)  # the counter buffer, zeroed and read back through copies
+        self.counters = self.scratch.get("counters", 4 * len(COUNTERS))
         self.queries: dict = {}
 
     def scene_textures(self, scene: VoxelGridScene) -> tuple[_SceneTextures, bool]:
@@ -242,7 +243,7 @@ class _State:
             self.scene.release()
             self.scene = None
         self.out.release()
-        self.counters.release()
+        self.scratch.release()
 
 
 _STATES: dict[int, _State] = {}
@@ -314,7 +315,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
         uni["mask_scale"] = tuple(scene.mask_xyz2ijk_scale.detach().cpu().float().numpy())
         uni["mask_shift"] = tuple(scene.mask_xyz2ijk_shift.detach().cpu().float().numpy())
     set_uniforms(cs, **uni)
-    st.counters.write(np.zeros(len(COUNTERS), dtype=np.uint32).tobytes())
+    st.scratch.zero(st.counters, 4 * len(COUNTERS))
     with timer.stage("march"):
         tex.bind()
         st.counters.bind_to_storage_buffer(0)
@@ -326,7 +327,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     if readback:
         with timer.stage("readback"):
             arrays = read_images(out_rgba, out_depth)
-    raw = np.frombuffer(st.counters.read(), dtype=np.uint32)
+    raw = np.frombuffer(st.scratch.read(st.counters, 4 * len(COUNTERS)), dtype=np.uint32)
     check_error(ctx, "voxels march")
     c = {name: int(v) for name, v in zip(COUNTERS, raw, strict=True)}
     c["rays"] = W * H
