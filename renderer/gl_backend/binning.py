@@ -59,6 +59,17 @@ SORT_CHUNK_CPU = 2048
 SORT_DIGIT_BITS_CPU = 9
 SORT_LOCAL_CPU = 8
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
+# bin_par.comp PASS 2 invocations per tile. H200, 1M Gaussians at 1920x1080 (13.4M pairs, 1584 of
+# 8160 tiles over SORT_CAP): the bin stage took 3.4 ms with 1024, 4.5 ms with 256 (3M Gaussians:
+# 11.3 and 18.2 ms); a SORT_CAP of 8192 gained nothing with 1024 and lost with 256 or 512.
+SORT_GROUP = 1024
+
+
+def gpu_sort_chunk(n: int) -> int:
+    """Keys per radix.comp invocation on GPUs: about 8k invocations a pass, 128 to 1024 keys each.
+    (H200: 128 took 0.72x the sort time of 256 at 1M keys; at 3M, 256 and 512 tied and 128 took
+    1.1x; 64 lost at both: more chunks, a longer scan of their digit counts.)"""
+    return min(1024, max(128, 1 << max(0, (-(-n // 8192) - 1).bit_length())))
 
 
 def unpack_spans(rects: np.ndarray, spans: np.ndarray | None) -> np.ndarray:
@@ -186,8 +197,8 @@ class TileBinning:
             return keys, vals
         # Elements per radix chunk: SORT_CHUNK_CPU on CPU rasterizers (1024 took 0.87x the sort
         # time of 256 at 100k Gaussians, 0.79x at 300k: fewer per-chunk histograms to clear and
-        # scan), 256 on GPUs (more invocations in flight).
-        chunk = SORT_CHUNK_CPU if self.software else 256
+        # scan), gpu_sort_chunk(n) on GPUs (enough invocations in flight).
+        chunk = SORT_CHUNK_CPU if self.software else gpu_sort_chunk(n)
         offset, bits = 0, 32
         if key_range is not None and key_range[0] <= key_range[1]:
             # Keys become key - least, and INVALID_KEY all ones in every pass: it must exceed
@@ -296,7 +307,7 @@ class TileBinning:
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
         pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 2, "GROUP": 256, "SORT_CAP": self.sort_cap})
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 2, "GROUP": SORT_GROUP, "SORT_CAP": self.sort_cap})
         set_uniforms(cs, **uni)
         cs.run(num_tiles)
         ctx.memory_barrier()
