@@ -240,8 +240,10 @@ def format_table(report: dict) -> str:
     res = report["config"]["resolution"]
     out.append(f"milliseconds per frame at {res[0]}x{res[1]} (median of {report['config']['frames']}; "
                "stages: medians); backends take turns frame by frame, and a speed-up is the median "
-               "of the per-round ratios. blended: gl counts pixel-Gaussian blends, torch counts "
-               "(tile, Gaussian) pairs that blended into at least one pixel.")
+               "of the per-round ratios. tile pairs: gl counts the tiles (of its tile size) that "
+               "each Gaussian's alpha >= 1/255 ellipse reaches, torch the twin's whole 16 px "
+               "rectangles. blended: gl counts pixel-Gaussian blends, torch counts (tile, "
+               "Gaussian) pairs that blended into at least one pixel.")
     return "\n".join(out)
 
 

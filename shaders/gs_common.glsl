@@ -27,7 +27,7 @@ uvec4 unpack_rect(uvec2 r) {
 }
 
 // A primitive's tiles, as the projections store them (rects[i], uvec4): the packed rectangle
-// (.xy, above) and its row spans (.zw). Row spans (gs_project.comp with 8 px blend tiles): the
+// (.xy, above) and its row spans (.zw). Row spans (gs_project.comp CULL_TILES): the
 // tiles of rectangle row y0 + i (i < 8) that the Gaussian's alpha >= 1/255 ellipse reaches are
 // x0 + (b & 15) .. x0 + (b >> 4) (max exclusive), b = byte i of (spans.x, spans.y) read as one
 // little-endian 64-bit word; FULL_SPANS in spans.x: every row spans the whole rectangle (what the

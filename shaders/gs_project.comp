@@ -7,13 +7,14 @@
 //   images 0 rec0 (rgba32f), 1 rec1 (rgba32ui), PAIR_TEX_W wide: out, projected record of Gaussian
 //            g at pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7 vec4[], 8 uvec4[] by g
 //   3 rects uvec4[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed, and its row spans
-//                     (BLEND_TILE 8, row_spans below; else FULL_SPANS), gs_common.glsl
+//                     (CULL_TILES, row_spans below; else FULL_SPANS), gs_common.glsl
 //   4 keys  uint[N]   out: depth sort key (float bits of view z; INVALID_KEY when culled)
 //   (the sort's values start as the Gaussian indices without being stored: radix.comp IOTA)
 //   6 counters uint[] counters[0] += visible Gaussians, counters[2] += (tile, Gaussian) pairs,
 //                     counters[4] = min, counters[5] = max of the visible Gaussians' sort keys
 //   11 npairs uint[N] out, HOST_COUNTS only: tile pairs per Gaussian (0 when culled)
-// Defines: BLEND_TILE (16: the twin's tiles exactly; 8: sub-tiles culled by the alpha ellipse),
+// Defines: BLEND_TILE (8 or 16 px), CULL_TILES (the tiles of the twin's 16 px rectangle, in blend
+//   tiles, that the alpha ellipse reaches; without it (16 px only) the twin's rectangles exactly),
 //   HAS_COVARS, GROUP_ATOMICS (GPUs: counters added once per work group through shared memory),
 //   HOST_COUNTS (CPU rasterizers: no counters; the host sums npairs and reduces keys),
 //   SH_K (SH coefficients stored per Gaussian, sh.glsl), REC_BUFFERS.
@@ -56,8 +57,9 @@ uniform int sh_degree;      // degree evaluated (<= the stored one)
 const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
 const float MIP_MIN_RATIO = 0.000025;  // 0.005^2, REFERENCE 1.1 "Anti-aliased mode"
 
-#if BLEND_TILE == 8
-// Row spans of the 8 px tile rectangle [rmin, rmax) (gs_common.glsl row_span): per tile row, the
+#ifdef CULL_TILES
+const float TP = float(BLEND_TILE);   // tile size in pixels
+// Row spans of the blend-tile rectangle [rmin, rmax) (gs_common.glsl row_span): per tile row, the
 // tiles whose pixel centres the ellipse {alpha >= 1/255} can reach. With the dilated 2D covariance
 // (a, b; b, c) and k2 = 2 ln(255 o), the ellipse is d^T inv(cov) d <= k2 (d = pixel - mean). Its
 // x extent over a slab of rows y in [ya, yb]: for fixed y the x interval is centred at
@@ -81,13 +83,13 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
     int first = -1, last = -1;
     uint count = 0u, pending = 0u;   // tiles up to the last row hit; of rows since then
     for (int i = 0; i < h; ++i) {
-        float ya = float(8 * (rmin.y + i)) + 0.5 - m.y - 0.01;
-        float lo = max(ya, -ymax), hi = min(ya + 7.02, ymax);
+        float ya = TP * float(rmin.y + i) + 0.5 - m.y - 0.01;
+        float lo = max(ya, -ymax), hi = min(ya + (TP - 0.98), ymax);
         float y1 = clamp(yopt, lo, hi), y2 = clamp(-yopt, lo, hi);
         float xr = (b * y1 + sqrt(max(k * c - y1 * y1, 0.0)) * sdet) * inv_c;   // right end - mx
         float xl = (b * y2 - sqrt(max(k * c - y2 * y2, 0.0)) * sdet) * inv_c;   // left end - mx
-        int xa = clamp(int(ceil((m.x + xl - 0.01 - 7.5) / 8.0)), rmin.x, rmax.x) - rmin.x;
-        int xb = clamp(int(floor((m.x + xr + 0.01 - 0.5) / 8.0)) + 1, rmin.x, rmax.x) - rmin.x;
+        int xa = clamp(int(ceil((m.x + xl - 0.01 - (TP - 0.5)) / TP)), rmin.x, rmax.x) - rmin.x;
+        int xb = clamp(int(floor((m.x + xr + 0.01 - 0.5) / TP)) + 1, rmin.x, rmax.x) - rmin.x;
         bool hit = lo <= hi && xb > xa;
         first = (hit && first < 0) ? i : first;
         last = hit ? i : last;
@@ -193,9 +195,9 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     if (mip != 0) op *= sqrt(max(det_orig / det, MIP_MIN_RATIO));
     vis = 1u;  // visible: passed the twin's culling (even if it blends nowhere)
 
-    uvec2 sp = uvec2(FULL_SPANS, 0u);   // row spans: whole rows unless BLEND_TILE 8
-#if BLEND_TILE == 8
-    // Blend tiles of 8x8 px inside the 16 px rectangle, kept only where they can reach a pixel
+    uvec2 sp = uvec2(FULL_SPANS, 0u);   // row spans: whole rows unless CULL_TILES
+#ifdef CULL_TILES
+    // Blend tiles (8 or 16 px) inside the 16 px rectangle, kept only where they can reach a pixel
     // centre with alpha >= 1/255: o exp(-q/2) >= 1/255 <=> q <= 2 ln(255 o), whose ellipse spans
     // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
     // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
@@ -205,11 +207,12 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     else {
         // A small relative margin leaves float-rounding borderline pixels to the exact test.
         vec2 ext = sqrt(k2 * vec2(a, c)) * 1.0001 + 1e-3;
-        ivec2 lo8 = ivec2(ceil((mean2d - ext - 7.5) / 8.0));
-        ivec2 hi8 = ivec2(floor((mean2d + ext - 0.5) / 8.0)) + 1;
-        ivec2 grid8 = (image_size + 7) / 8;
-        rmin = clamp(max(2 * rmin, lo8), ivec2(0), grid8);
-        rmax = clamp(min(2 * rmax, hi8), ivec2(0), grid8);
+        ivec2 lo_t = ivec2(ceil((mean2d - ext - (TP - 0.5)) / TP));
+        ivec2 hi_t = ivec2(floor((mean2d + ext - 0.5) / TP)) + 1;
+        ivec2 grid = (image_size + BLEND_TILE - 1) / BLEND_TILE;
+        const int SUB = 16 / BLEND_TILE;   // blend tiles per 16 px tile side
+        rmin = clamp(max(SUB * rmin, lo_t), ivec2(0), grid);
+        rmax = clamp(min(SUB * rmax, hi_t), ivec2(0), grid);
         rmax = max(rmax, rmin);
         span_pairs = row_spans(mean2d, vec3(a, b, c), k2, rmin, rmax, sp);
     }
@@ -236,7 +239,7 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     rects[g] = uvec4(uint(rmin.x) | (uint(rmin.y) << 16), uint(rmax.x) | (uint(rmax.y) << 16), sp);
     // Total (tile, Gaussian) pairs: sizes the binning chunks and checks the binning's count.
     uint touched = uint(rmax.x - rmin.x) * uint(rmax.y - rmin.y);
-#if BLEND_TILE == 8
+#ifdef CULL_TILES
     touched = span_pairs;
 #endif
     pairs = touched;

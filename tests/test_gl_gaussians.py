@@ -123,8 +123,11 @@ def test_everything_culled_is_background(gl, scene):
     assert torch.equal(f.rgb, torch.tensor([1.0, 0, 0]).expand(H, W, 3))
 
 
-def test_no_growth_over_frames_and_scene_swap_frees(gl_ctx):
-    r = get_renderer("gl", ctx=gl_ctx)
+@pytest.mark.parametrize("method", ["auto", "parallel"])
+def test_no_growth_over_frames_and_scene_swap_frees(gl_ctx, method):
+    """(parallel: the GPUs' binning, whose pair count moves with the camera more than the rest)"""
+    r = get_renderer("gl", ctx=gl_ctx, blend_tile=16 if method == "parallel" else None)
+    r.gaussians.binning.method = method if method != "auto" else r.gaussians.binning.method
     a = random_gaussians(2000, seed=5)
     b = random_gaussians(500, seed=6)
     base = None

@@ -16,9 +16,11 @@ from scenes import GaussianScene
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module", params=[16, 8], ids=["tile16", "tile8"])
+@pytest.fixture(scope="module", params=[(16, True), (16, False), (8, False)],
+                ids=["tile16-exact", "tile16", "tile8"])
 def pipe(gl_ctx, request):
-    p = GaussianPipeline(gl_ctx, sort="gpu", timing="off", blend_tile=request.param)
+    bt, exact = request.param
+    p = GaussianPipeline(gl_ctx, sort="gpu", timing="off", blend_tile=bt, exact_tiles=exact)
     yield p
     p.release()
 
@@ -137,7 +139,7 @@ def _render_and_check(pipe, scene, camera):
 
 
 def test_binning_matches_numpy_and_torch(pipe):
-    """16 px tiles bin exactly as the twin; 8 px sub-tiles are checked against numpy on their rects."""
+    """Exact 16 px tiles bin as the twin; culled tiles are checked against numpy on their spans."""
     from renderer.torch_backend.gaussians import TILE  # noqa: F401 - the twin is importable
     from renderer.torch_backend.project import project_gaussians, quat_scale_to_covar
     from renderer.torch_backend.tiles import bin_tiles
@@ -145,7 +147,7 @@ def test_binning_matches_numpy_and_torch(pipe):
     scene = random_gaussians(1500, seed=11, log_scale=-3.0)
     cam = orbit_camera(2.5, 40, 10, 100, 70)  # 7 x 5 tiles, partial edge tiles
     st = _render_and_check(pipe, scene, cam)
-    if pipe.blend_tile != 16:
+    if not pipe.exact_tiles:
         return
     proj = project_gaussians(scene.means, quat_scale_to_covar(scene.quats, scene.scales),
                              torch.as_tensor(cam.T_camera_world, dtype=torch.float32),
@@ -180,15 +182,19 @@ def test_empty_scene(pipe):
 
 
 def test_tile_sizes_give_the_same_image(gl_ctx):
+    """8 px tiles, culled 16 px tiles and the twin's whole 16 px rectangles: one image, and the
+    culled tiles leave pairs out."""
     scene = random_gaussians(3000, seed=14, log_scale=-3.5)
     cam = orbit_camera(width=100, height=70)
     imgs = []
-    for bt in (16, 8):
-        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
+    for bt, exact in ((16, True), (16, False), (8, False)):
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, exact_tiles=exact)
         imgs.append(p.render(scene, cam, RenderSettings(antialias="mip")))
         p.release()
-    assert float((imgs[0].rgb - imgs[1].rgb).abs().max()) < 1e-5
-    assert imgs[0].stats.counters["blended_samples"] == imgs[1].stats.counters["blended_samples"]
+    for f in imgs[1:]:
+        assert float((imgs[0].rgb - f.rgb).abs().max()) < 1e-5
+        assert imgs[0].stats.counters["blended_samples"] == f.stats.counters["blended_samples"]
+    assert imgs[1].stats.counters["tile_pairs"] < 0.9 * imgs[0].stats.counters["tile_pairs"]
 
 
 def test_cpu_and_gpu_sort_agree(gl_ctx):
@@ -208,13 +214,16 @@ def test_cpu_and_gpu_sort_agree(gl_ctx):
 
 @pytest.mark.parametrize("bt", [8, 16])
 @pytest.mark.parametrize("cap", [4096, 16], ids=["shared-sort", "in-place-sort"])
-def test_parallel_binning_matches_chunk_walks(gl_ctx, bt, cap):
+@pytest.mark.parametrize("max_bucket", [32, 1, 0], ids=["buckets", "bucket-overflow", "bitonic"])
+def test_parallel_binning_matches_chunk_walks(gl_ctx, bt, cap, max_bucket):
     scene = random_gaussians(2500, seed=21, log_scale=-3.2)
     cam = orbit_camera(2.5, 35, 15, 120, 90)
     out = {}
     for method in ("chunks", "parallel"):
         p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, bin_method=method)
         p.binning.sort_cap = cap  # 16: most tiles take the in-place (global memory) bitonic sort
+        # 1: most lists overflow a bucket and fall back to the bitonic sort; 0: no bucket sort
+        p.binning.max_bucket = max_bucket
         st = _render_and_check(p, scene, cam)
         out[method] = (st["tile_start"], st["ids"], p.binning.method)
         p.release()
@@ -222,6 +231,21 @@ def test_parallel_binning_matches_chunk_walks(gl_ctx, bt, cap):
     assert np.diff(out["chunks"][0]).max() > 16  # the small cap is exercised
     assert np.array_equal(out["chunks"][0], out["parallel"][0])
     assert np.array_equal(out["chunks"][1], out["parallel"][1])
+
+
+def test_parallel_binning_checks_its_pair_count_after_the_frame(gl_ctx):
+    """The parallel binning's count is read back with the frame's counters, not mid-frame: a count
+    other than the projection's still raises."""
+    scene = random_gaussians(500, seed=26, log_scale=-3.2)
+    cam = orbit_camera(width=64, height=48)
+    p = GaussianPipeline(gl_ctx, timing="off", bin_method="parallel")
+    assert p.render(scene, cam, RenderSettings()).stats.counters["tile_pairs"] > 0
+    real = p.binning.bin
+    p.binning.bin = lambda keys, vals, rects, n_vis, expect, *rest: real(keys, vals, rects, n_vis,
+                                                                         expect + 5, *rest)
+    with pytest.raises(RuntimeError, match="tile binning counted"):
+        p.render(scene, cam, RenderSettings())
+    p.release()
 
 
 def _gpu_pipeline(ctx, bt):

@@ -29,7 +29,8 @@ class GLRenderer:
         sort: "auto" | "gpu" | "cpu": where the Gaussians' depth sort runs (see gaussians.py).
         timing: StageTimer mode for FrameStats.stages_ms: "auto" | "wall" | "gl" | "off".
         blend_tile: None (default: 8 px tiles on llvmpipe, fewer pixel tests; 16 on GPUs, faster
-            there) or 8 or 16 (16 bins exactly as the torch twin).
+            there) or 8 or 16 (either way a Gaussian is binned into the tiles its alpha ellipse
+            reaches: the torch twin's image with fewer tile pairs).
     Raises:
         RuntimeError: when no OpenGL 4.3 context can be made (the message says why).
     """

@@ -4,8 +4,8 @@ A pipeline's projection pass writes, per primitive i of n (shaders/gs_common.gls
     keys[i]   float bits of the view-space depth, INVALID_KEY when culled (sorts last)
     vals[i]   i (or nothing, where the sort is told iota: the Gaussian projection)
     rects[i]  uvec4: the tile rectangle in blend tiles, packed (x0 | y0 << 16, x1 | y1 << 16), then
-              the tiles each rectangle row really covers (Gaussians on 8 px tiles; gs_common.glsl
-              row_span) or FULL_SPANS (whole rows)
+              the tiles each rectangle row really covers (Gaussians, unless exact_tiles;
+              gs_common.glsl row_span) or FULL_SPANS (whole rows)
 and counts into counters[0] the primitives with a valid key and into counters[2] the
 (tile, primitive) pairs their rectangles (or spans) cover, or (HOST_COUNTS) stores each one's
 pairs for TileBinning.host_counts to reduce with the keys. TileBinning then
@@ -29,7 +29,16 @@ import numpy as np
 
 from .context import is_software
 from .shaders import compute_shader
-from .sort import Scratch, exclusive_scan, groups, radix_sort, scan_total, set_uniforms, subgroup_size
+from .sort import (
+    Scratch,
+    copy_scan_total,
+    exclusive_scan,
+    groups,
+    radix_sort,
+    scan_total,
+    set_uniforms,
+    subgroup_size,
+)
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 INVALID_KEY = 0xFFFFFFFF  # gs_common.glsl INVALID_KEY: the sort key of a culled primitive
@@ -58,11 +67,22 @@ BIN_METHODS = ("auto", "chunks", "parallel")
 SORT_CHUNK_CPU = 2048
 SORT_DIGIT_BITS_CPU = 9
 SORT_LOCAL_CPU = 8
+# counters[PAIRS_BINNED] (the counters buffer of projection_buffers, unused by the shaders): the
+# pairs the parallel binning counted, copied there on the GPU and checked after the frame.
+PAIRS_BINNED = 7
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 # bin_par.comp PASS 2 invocations per tile. H200, 1M Gaussians at 1920x1080 (13.4M pairs, 1584 of
 # 8160 tiles over SORT_CAP): the bin stage took 3.4 ms with 1024, 4.5 ms with 256 (3M Gaussians:
 # 11.3 and 18.2 ms); a SORT_CAP of 8192 gained nothing with 1024 and lost with 256 or 512.
 SORT_GROUP = 1024
+# bin_par.comp PASS 2 bucket-sorts tile lists of up to BUCKET_LEN pairs (BUCKETS) and falls back
+# to the bitonic sort where a bucket holds more than MAX_BUCKET pairs (max_bucket 0: bitonic only).
+# H200, 1920x1080, culled 16 px tiles, the bin stage: 1M Gaussians (about 1000 pairs a tile)
+# 1.30 ms with buckets for every list that fits SORT_CAP against 1.77 ms bitonic; 3M Gaussians
+# (about 3000 a tile) 8.47 ms against 6.68 ms. The cut at 2048 between the two was not measured.
+# MAX_BUCKET 64 against 32: 1.31 against 1.40 ms at 1M, the same at 3M.
+BUCKET_LEN = 2048
+MAX_BUCKET = 64
 
 
 def gpu_sort_chunk(n: int) -> int:
@@ -103,6 +123,7 @@ class Bins:
     chunks: int
     n_pairs: int
     num_tiles: int
+    deferred: bool = False  # the pairs binned are in counters[PAIRS_BINNED] (TileBinning.check)
 
     @property
     def range_base(self) -> int:
@@ -132,6 +153,7 @@ class TileBinning:
         self.pair_ids = None  # R32UI texture, grown by 1.5x
         self.chunk_scale = 1  # chunks per WALK_ITERATIONS iterations, doubled when a walk overran the cap
         self.sort_cap = SORT_CAP  # (tests lower it to exercise the in-place sort of long tiles)
+        self.max_bucket = MAX_BUCKET  # (tests lower it to exercise the bitonic fallback)
         # Chunk walks store pair ids into a buffer copied to the texture afterwards on CPU
         # rasterizers (llvmpipe's imageStore costs more than a buffer store plus the copy).
         self.software = is_software(ctx)
@@ -289,7 +311,10 @@ class TileBinning:
         ctx = self.ctx
         hist = self.scratch.get("bin_hist", 4 * num_tiles)
         self.scratch.zero(hist, 4 * num_tiles)
-        ranks = self.scratch.get("bin_ranks", 4 * expect_pairs)
+        # As many ranks as the pair texture holds, so that both grow in the same (row) steps: a
+        # frame with a few more pairs than the last then allocates nothing.
+        pair_ids = self.pair_texture(expect_pairs)
+        ranks = self.scratch.get("bin_ranks", 4 * pair_ids.width * pair_ids.height)
         self._bind_inputs(keys, vals, rects, hist, ranks)
         uni = dict(n_visible=n_vis, tiles_x=tiles_x)
         cs = compute_shader(ctx, "bin_par.comp", {"PASS": 0, "GROUP": 128})
@@ -297,21 +322,32 @@ class TileBinning:
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
         exclusive_scan(ctx, self.scratch, hist, num_tiles)
-        n_pairs = scan_total(self.scratch, num_tiles)
-        if n_pairs != expect_pairs:
-            raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
-        pair_ids = self.pair_texture(n_pairs)
+        # The count the scan found is checked once the frame's counters are read back (check):
+        # reading it here would leave the GPU idle while the host waits for it.
+        copy_scan_total(self.scratch, num_tiles, self.scratch.buffers["counters"], 4 * PAIRS_BINNED)
+        n_pairs = expect_pairs
         self._bind_inputs(keys, vals, rects, hist, ranks)
         cs = compute_shader(ctx, "bin_par.comp", {"PASS": 1, "GROUP": 128})
         set_uniforms(cs, **uni)
         cs.run(groups(n_vis, 128))
         ctx.memory_barrier()
         pair_ids.bind_to_image(0, read=False, write=True)
-        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 2, "GROUP": SORT_GROUP, "SORT_CAP": self.sort_cap})
+        buckets = ({"BUCKETS": 1, "BUCKET_LEN": min(BUCKET_LEN, self.sort_cap), "MAX_BUCKET": self.max_bucket}
+                   if self.max_bucket > 0 else {})
+        cs = compute_shader(ctx, "bin_par.comp", {"PASS": 2, "GROUP": SORT_GROUP, "SORT_CAP": self.sort_cap,
+                                                  **buckets})
         set_uniforms(cs, **uni)
         cs.run(num_tiles)
         ctx.memory_barrier()
-        return Bins(hist, 1, n_pairs, num_tiles)
+        return Bins(hist, 1, n_pairs, num_tiles, deferred=True)
+
+    @staticmethod
+    def check(bins: Bins | None, counters: np.ndarray) -> None:
+        """Raise if the parallel binning counted other pairs than the projection (counters: the
+        frame's counters read back, at least PAIRS_BINNED + 1 of them)."""
+        if bins is not None and bins.deferred and int(counters[PAIRS_BINNED]) != bins.n_pairs:
+            raise RuntimeError(f"tile binning counted {int(counters[PAIRS_BINNED])} pairs, "
+                               f"expected {bins.n_pairs}")
 
     def _bind_inputs(self, keys, vals, rects, hist, ranks=None) -> None:
         for i, b in ((0, keys), (1, vals), (2, rects), (4, hist), (5, ranks)):

@@ -225,8 +225,9 @@ class ConvexPipeline:
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
-            counters_np = np.frombuffer(self.scratch.read(counters, 28), dtype=np.uint32)
+            counters_np = np.frombuffer(self.scratch.read(counters, 32), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
+        self.binning.check(bins, counters_np)
         check_blend_cut(int(counters_np[6]), LOOP_CAP)  # (cvx_blend.comp: one iteration per pair)
         stats = run.stats({
             "visible": n_visible, "tile_pairs": bins.n_pairs, "blended_samples": int(counters_np[1]),

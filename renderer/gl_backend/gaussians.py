@@ -93,16 +93,19 @@ class GaussianPipeline:
 
     sort: "gpu" (radix sort in compute), "cpu" (numpy argsort of the read-back keys) or "auto"
     (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
-    blend_tile: 16 bins exactly as the twin (16 px tiles); 8 bins into 8 px sub-tiles that the
-    Gaussian can reach with alpha >= 1/255 (same image, fewer pixel tests; tile_pairs then
-    counts 8 px tiles); None picks per platform (8 on CPU rasterizers, 16 on GPUs).
+    blend_tile: 16 or 8 px tiles; None picks per platform (8 on CPU rasterizers, 16 on GPUs). A
+    Gaussian is binned into the tiles of the twin's 16 px rectangle that its alpha >= 1/255
+    ellipse reaches (the same image as binning it into the whole rectangle, with fewer pairs: 8.5
+    instead of 13.4 a Gaussian in the bench's 1M scene at 1920x1080; tile_pairs counts these).
+    exact_tiles (16 px only): the twin's whole rectangles, its pairs exactly (tests).
     pixels_per_thread: pixels one software-blend invocation shades. bin_method: "auto" | "chunks"
     | "parallel" (binning.TileBinning). blend: "auto" | "software" (gs_blend.comp) | "hardware"
     (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image.
     """
 
     def __init__(self, ctx, sort: str = "auto", timing: str = "auto", blend_tile: int | None = 8,
-                 pixels_per_thread: int = 8, bin_method: str = "auto", blend: str = "auto"):
+                 pixels_per_thread: int = 8, bin_method: str = "auto", blend: str = "auto",
+                 exact_tiles: bool = False):
         if sort not in ("auto", "gpu", "cpu"):
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
         if blend not in ("auto", "software", "hardware"):
@@ -111,12 +114,13 @@ class GaussianPipeline:
         self.sort = "gpu" if sort == "auto" else sort
         self.timing = timing
         if blend_tile is None:
-            # Measured on an H200 (1M Gaussians, 1920x1080): the GPU blend is ~4x faster on 16 px
-            # tiles (256 invocations a group) than on 8 px ones; llvmpipe prefers 8 (fewer tests).
+            # Measured on an H200 (1M Gaussians, 1920x1080): a frame took 5.5 ms on 16 px tiles and
+            # 6.4 ms on 8 px ones (twice the pairs to bin); llvmpipe prefers 8 (fewer pixel tests).
             blend_tile = 8 if is_software(ctx) else 16
         if blend_tile not in (8, 16) or blend_tile % pixels_per_thread:
             raise ValueError("blend_tile must be 8 or 16, and a multiple of pixels_per_thread")
         self.blend_tile = blend_tile
+        self.exact_tiles = exact_tiles and blend_tile == 16
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
@@ -237,6 +241,7 @@ class GaussianPipeline:
                         for i, t in enumerate(recs):
                             t.bind_to_image(i, read=False, write=True)
                     defs = {"BLEND_TILE": bt, "SH_K": sb.k, **({"HAS_COVARS": 1} if sb.has_covars else {}),
+                            **({} if self.exact_tiles else {"CULL_TILES": 1}),
                             **({} if self.software else {"GROUP_ATOMICS": 1}),
                             **({"REC_BUFFERS": 1} if use_rec_buffers else {}),
                             **({"HOST_COUNTS": 1} if self.host_counts else {})}
@@ -314,9 +319,10 @@ class GaussianPipeline:
             elif readback:
                 with run.stage("readback"):
                     arrays = read_images(out_rgba, out_depth)
-            counters_np = np.frombuffer(self.scratch.read(counters, 28), dtype=np.uint32)
+            counters_np = np.frombuffer(self.scratch.read(counters, 32), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
+        self.binning.check(bins, counters_np)
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
         stats = run.stats({
             "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})

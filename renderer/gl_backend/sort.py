@@ -121,9 +121,19 @@ def exclusive_scan(ctx, scratch: Scratch, data, m: int, transposed: tuple[int, i
 
 def scan_total(scratch: Scratch, m: int, transposed: tuple[int, int] | None = None) -> int:
     """The total of the last exclusive_scan over m elements (reads 4 bytes back)."""
-    nb = groups(m, SCAN_BLOCK) if transposed is None else transposed[0]
-    total = scratch.read(scratch.buffers["scan_partial"], 4, offset=4 * nb)
+    total = scratch.read(scratch.buffers["scan_partial"], 4, offset=4 * _total_index(m, transposed))
     return int(np.frombuffer(total, dtype=np.uint32)[0])
+
+
+def copy_scan_total(scratch: Scratch, m: int, dst, offset: int) -> None:
+    """Copy the total of the last exclusive_scan over m elements to dst at byte offset, on the GPU
+    (for a check once the frame is read back, without stalling the GPU for it now)."""
+    scratch.ctx.copy_buffer(dst, scratch.buffers["scan_partial"], 4, read_offset=4 * _total_index(m, None),
+                            write_offset=offset)
+
+
+def _total_index(m: int, transposed: tuple[int, int] | None) -> int:
+    return groups(m, SCAN_BLOCK) if transposed is None else transposed[0]
 
 
 def radix_sort(ctx, scratch: Scratch, keys, vals, n: int, key_bits: int = 32, chunk: int = 256,
