@@ -6,9 +6,10 @@
 // per-pixel arithmetic as gs_blend.comp (the llvmpipe blend), so both give the same image.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends); samplers pair_ids (usampler2D, Gaussian per pair), rec0, rec1 (records, see
-//   gs_project.comp); images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha),
-//   1 out_depth (r32f: expected depth normalised by alpha).
-// Defines: BLEND_TILE (8 or 16 px), MODE (0 rgb, 1 depth colour-mapped, 2 alpha).
+//   gs_project.comp); the outputs of pixel_out.glsl (images 0 out_rgba, 1 out_depth; or, with
+//   OUT_BUFFERS OUT_DISPLAY, display-ready RGBA8 words for a viewer or an 8-bit read-back).
+// Defines: BLEND_TILE (8 or 16 px), MODE (0 rgb, 1 depth colour-mapped, 2 alpha), OUT_BUFFERS,
+//   OUT_DISPLAY (pixel_out.glsl).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA: the shared-memory batch scheme and
 //   its constants; gsplat Common.h: MAX_ALPHA 0.99, ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD
 //   1e-4); twin: renderer/torch_backend/rasterize.py. Colour map: colormap.glsl.
@@ -23,10 +24,9 @@ layout(std430, binding = 1) buffer Counters { uint counters[]; };
 uniform usampler2D pair_ids;
 uniform sampler2D rec0;
 uniform usampler2D rec1;
-layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
-layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 
 uniform ivec2 image_size;
+#include "pixel_out.glsl"
 uniform uint tiles_x;
 uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
@@ -105,6 +105,5 @@ void main() {
     } else {
         rgb = C + T * background;
     }
-    imageStore(out_rgba, pix, vec4(rgb, a));
-    imageStore(out_depth, pix, vec4(depth));
+    STORE_PIXEL(pix.x, pix.y, vec4(rgb, a), depth)
 }

@@ -1,4 +1,4 @@
-// pixel_out.glsl: where the software blends (gs_blend.comp, cvx_blend.comp) write their pixels
+// pixel_out.glsl: where the blends (gs_blend.comp, cvx_blend.comp, gs_blend_hw.comp) write pixels
 // (include-only, after `uniform ivec2 image_size`).
 // Bindings: images 0 out_rgba (rgba32f: colour after the mode's mapping, alpha) and 1 out_depth
 //   (r32f: expected depth normalised by alpha); or, with OUT_BUFFERS, std430 buffers 2

@@ -130,7 +130,7 @@ def pytest_collection_modifyitems(config, items):
 def check_display_texture(gl, scene, cam, settings) -> None:
     """GLRenderer.draw(display=True), the viewer's path: an RGBA8 texture in GL's row order (bottom
     row first) whose colour is the float frame's clamped and rounded to 8 bits, alpha 1. Skips
-    where the GL implementation gives no display-ready output (GPUs: the blends write images)."""
+    where the GL implementation gives no display-ready output (the convex blend on GPUs)."""
     import numpy as np
 
     tex, _ = gl.draw(scene, cam, settings, display=True)

@@ -356,6 +356,22 @@ def test_display_texture_is_the_frame_in_rgba8(gl, scene, mode):
     check_display_texture(gl, scene, _camera("outside"), settings)
 
 
+@pytest.mark.parametrize("mode", ["rgb", "depth"])
+def test_gpu_blend_gives_the_same_display_frames(gl_ctx, scene, mode):
+    """The GPUs' blend (gs_blend_hw.comp, run here on llvmpipe) writes display-ready RGBA8 too:
+    the viewer's texture and render_rgb8 are its float frame rounded."""
+    r = get_renderer("gl", ctx=gl_ctx, blend_tile=16)
+    r.gaussians.blend = "hardware"
+    settings = RenderSettings(mode=mode, background=(0.1, 0.2, 0.3))
+    cam = _camera("outside")
+    assert r.draw(scene, cam, settings, display=True)[0].dtype == "f1"
+    check_display_texture(r, scene, cam, settings)
+    got, want = r.render_rgb8(scene, cam, settings), r.render(scene, cam, settings).to_uint8()
+    diff = np.abs(got.astype(int) - want.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3 and want.std() > 2
+    r.release()
+
+
 def test_render_rgb8_is_render_to_uint8(gl, scene):
     """render_rgb8 (video and PNG output) is render().to_uint8() for every kind of scene GL draws:
     Gaussians through the display-ready path, voxels and the marker modes through float textures."""

@@ -199,7 +199,8 @@ class GaussianPipeline:
 
         depth=False (the viewer, which shows colour only): the software blend neither accumulates
         nor stores depth unless the mode shows it, and the depth texture is left as it was.
-        display=True (with depth=False, no read-back): where the software blend can, the colour
+        display=True (with depth=False, no read-back): where the blend can (both Gaussian blends,
+        unless the words would not fit a storage buffer binding), the colour
         comes as an RGBA8 texture with the bottom row first (GL's order, alpha 1), for a viewer to
         copy into its framebuffer as it is (pipeline.PixelBuffers.bind_display); the rgba texture is
         then left as it was. The returned texture's dtype tells which: "f1" display-ready, "f4" the
@@ -285,7 +286,11 @@ class GaussianPipeline:
                 recs = self._record_textures(max(n, 1))
                 no_depth = False
                 if self.blend == "hardware":
-                    defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode]}
+                    if display and not (depth or readback):  # display-ready RGBA8 where asked
+                        out_bufs = PixelBuffers.bind_display(self.scratch, self.textures, W, H,
+                                                             self.binning.max_words)
+                    defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode],
+                            **(out_bufs.defines if out_bufs is not None else {})}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
                     no_depth = not (depth or readback) and settings.mode != "depth"
