@@ -57,6 +57,9 @@ uniform int sh_degree;      // degree evaluated (<= the stored one)
 const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
 const float MIP_MIN_RATIO = 0.000025;  // 0.005^2, REFERENCE 1.1 "Anti-aliased mode"
 
+#if BLEND_TILE == 8 && !defined(CULL_TILES)
+#error "8 px tiles are always culled (rects hold blend tiles; the twin's rectangle is in 16 px ones)"
+#endif
 #ifdef CULL_TILES
 const float TP = float(BLEND_TILE);   // tile size in pixels
 // Row spans of the blend-tile rectangle [rmin, rmax) (gs_common.glsl row_span): per tile row, the

@@ -199,12 +199,11 @@ class GaussianPipeline:
 
         depth=False (the viewer, which shows colour only): the software blend neither accumulates
         nor stores depth unless the mode shows it, and the depth texture is left as it was.
-        display=True (with depth=False, no read-back): where the blend can (both Gaussian blends,
-        unless the words would not fit a storage buffer binding), the colour
-        comes as an RGBA8 texture with the bottom row first (GL's order, alpha 1), for a viewer to
-        copy into its framebuffer as it is (pipeline.PixelBuffers.bind_display); the rgba texture is
-        then left as it was. The returned texture's dtype tells which: "f1" display-ready, "f4" the
-        usual RGBA32F, top row first.
+        display=True (with depth=False, no read-back): the colour comes as an RGBA8 texture with the
+        bottom row first (GL's order, alpha 1), for a viewer to copy into its framebuffer as it is
+        (pipeline.PixelBuffers.bind_display), unless its words would not fit a storage buffer
+        binding; the rgba texture is then left as it was. The returned texture's dtype tells
+        which: "f1" display-ready, "f4" the usual RGBA32F, top row first.
         """
         if settings.mode not in MODES:
             raise ValueError(f"mode {settings.mode!r} is not supported by the GL Gaussian pipeline "
