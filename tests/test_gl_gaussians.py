@@ -389,3 +389,27 @@ def test_render_rgb8_is_render_to_uint8(gl, scene):
         diff = np.abs(got.astype(int) - want.astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 1e-3, (s.kind, settings.mode, diff.max())
         assert want.std() > 2  # a picture
+
+
+def test_gpu_read_back_through_a_staging_buffer_is_exact(gl_ctx, scene, monkeypatch):
+    """On GPUs images are read back by packing them into a buffer first (Scratch.read_texture):
+    forced here on llvmpipe with the GPUs' blend, render, render_rgb8 and the markers' normals
+    give the same numbers."""
+    import renderer.gl_backend.sort as sort_mod
+
+    gl = get_renderer("gl", ctx=gl_ctx, blend_tile=16)
+    gl.gaussians.blend = "hardware"
+    cam = _camera("outside")
+    cases = [RenderSettings(background=(0.1, 0.2, 0.3)), RenderSettings(mode="normals")]
+    want = [gl.render(scene, cam, s) for s in cases]
+    want8 = gl.render_rgb8(scene, cam, cases[0])
+    monkeypatch.setattr(sort_mod, "is_software", lambda ctx: False)
+    got = [gl.render(scene, cam, s) for s in cases]
+    assert "_pack" in gl.gaussians.scratch.buffers and "_pack" in gl.markers.scratch.buffers  # it ran
+    for g, w in zip(got, want, strict=True):
+        for key in ("rgb", "alpha", "depth", "normals"):
+            if getattr(w, key) is not None:
+                assert torch.equal(getattr(g, key), getattr(w, key)), key
+    assert want[1].normals is not None and want[1].normals.abs().max() > 0.5
+    assert np.array_equal(gl.render_rgb8(scene, cam, cases[0]), want8)
+    gl.release()

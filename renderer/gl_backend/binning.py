@@ -78,10 +78,11 @@ SORT_GROUP = 1024
 # bin_par.comp PASS 2 bucket-sorts tile lists of up to BUCKET_LEN pairs (BUCKETS) and falls back
 # to the bitonic sort where a bucket holds more than MAX_BUCKET pairs (max_bucket 0: bitonic only).
 # H200, 1920x1080, culled 16 px tiles, the bin stage: 1M Gaussians (about 1000 pairs a tile)
-# 1.30 ms with buckets for every list that fits SORT_CAP against 1.77 ms bitonic; 3M Gaussians
-# (about 3000 a tile) 8.47 ms against 6.68 ms. The cut at 2048 between the two was not measured.
-# MAX_BUCKET 64 against 32: 1.31 against 1.40 ms at 1M, the same at 3M.
-BUCKET_LEN = 2048
+# 1.30 ms with buckets for every list that fits SORT_CAP against 1.77 ms bitonic. BUCKET_LEN
+# 1024 / 2048 / 4096 (MAX_BUCKET 64, two rounds): 1M 2.11-2.40 / 1.88-1.90 / 1.30-1.31 ms;
+# 3M (about 3000 a tile) 8.65 / 8.58 / 8.37-8.98 ms, a tie. MAX_BUCKET 64 against 32: 1.31
+# against 1.40 ms at 1M, the same at 3M.
+BUCKET_LEN = 4096
 MAX_BUCKET = 64
 
 

@@ -224,7 +224,7 @@ class ConvexPipeline:
                     arrays = out_bufs.finish(out_rgba, out_depth, readback)
             elif readback:
                 with run.stage("readback"):
-                    arrays = read_images(out_rgba, out_depth)
+                    arrays = read_images(out_rgba, out_depth, self.scratch)
             counters_np = np.frombuffer(self.scratch.read(counters, 32), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         self.binning.check(bins, counters_np)

@@ -322,7 +322,7 @@ class GaussianPipeline:
                     arrays = out_bufs.finish(out_rgba, None if no_depth else out_depth, readback)
             elif readback:
                 with run.stage("readback"):
-                    arrays = read_images(out_rgba, out_depth)
+                    arrays = read_images(out_rgba, out_depth, self.scratch)
             counters_np = np.frombuffer(self.scratch.read(counters, 32), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}

@@ -170,11 +170,11 @@ class MarkerPipeline:
             arrays = None
             if readback:
                 with run.stage("readback"):
-                    rgba, depth = read_images(out_rgba, out_depth)
+                    rgba, depth = read_images(out_rgba, out_depth, self.scratch)
                     normals = None
                     if out_normals is not None:
-                        normals = np.frombuffer(out_normals.read(), dtype=np.float32)
-                        normals = normals.reshape(H, W, 4)[..., :3]
+                        xyzw = self.scratch.read_texture(out_normals, np.empty((H, W, 4), np.float32))
+                        normals = xyzw[..., :3]
                     arrays = (rgba, depth, normals)
         stats = run.stats({
             "visible": int(cnt[1]), "drawn": int(cnt[2]), "box_px": int(cnt[3]), "work_items": total})

@@ -271,13 +271,12 @@ def check_blend_cut(cut: int, pairs_per_tile: int) -> None:
             "render at a higher resolution, with fewer primitives, or with the torch backend")
 
 
-def read_images(rgba_tex, depth_tex) -> tuple[np.ndarray, np.ndarray]:
-    """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1] (writable)."""
+def read_images(rgba_tex, depth_tex, scratch) -> tuple[np.ndarray, np.ndarray]:
+    """The RGBA32F and R32F output images as numpy arrays rgba [H,W,4], depth [H,W,1] (writable),
+    through scratch.read_texture."""
     W, H = rgba_tex.size
-    rgba, depth = np.empty((H, W, 4), np.float32), np.empty((H, W, 1), np.float32)
-    rgba_tex.read_into(rgba)
-    depth_tex.read_into(depth)
-    return rgba, depth
+    return (scratch.read_texture(rgba_tex, np.empty((H, W, 4), np.float32)),
+            scratch.read_texture(depth_tex, np.empty((H, W, 1), np.float32)))
 
 
 def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,

@@ -326,7 +326,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     arrays = None
     if readback:
         with timer.stage("readback"):
-            arrays = read_images(out_rgba, out_depth)
+            arrays = read_images(out_rgba, out_depth, st.scratch)
     raw = np.frombuffer(st.scratch.read(st.counters, 4 * len(COUNTERS)), dtype=np.uint32)
     check_error(ctx, "voxels march")
     c = {name: int(v) for name, v in zip(COUNTERS, raw, strict=True)}
