@@ -118,6 +118,7 @@ def measure(renderers: dict, scenes: dict, camera: Camera, settings: RenderSetti
         for _ in range(warmup):
             r.render(scenes[name], camera, settings)
     walls = {name: [] for name in renderers}
+    draws = {name: [] for name in renderers}
     stages = {name: {} for name in renderers}
     counters = {}
     for i in range(max(1, frames)):
@@ -128,6 +129,7 @@ def measure(renderers: dict, scenes: dict, camera: Camera, settings: RenderSetti
             walls[name].append((time.perf_counter() - t0) * 1e3)
             for k, v in frame.stats.stages_ms.items():
                 stages[name].setdefault(k, []).append(v)
+            draws[name].append(draw_ms(frame.stats.stages_ms))
             counters[name] = dict(frame.stats.counters)
     out = {}
     for name, w in walls.items():
@@ -136,12 +138,19 @@ def measure(renderers: dict, scenes: dict, camera: Camera, settings: RenderSetti
             "min_ms": min(w),
             "frames_ms": w,
             "stages_ms": {k: statistics.median(v) for k, v in stages[name].items()},
+            "draw_ms": statistics.median(draws[name]),
             "counters": counters[name],
             # > 1: this backend is that many times faster than the other, round by round
             "speedup_vs": {o: statistics.median(b / max(a, 1e-9) for a, b in zip(w, walls[o], strict=True))
                            for o in walls if o != name},
         }
     return out
+
+
+def draw_ms(stages_ms: dict) -> float:
+    """A frame's drawing time: its stages without the read-back and the upload (what an
+    interactive frame costs; on GPUs the GL timer queries of the stages, see _make_renderer)."""
+    return sum(v for k, v in stages_ms.items() if k not in ("readback", "upload"))
 
 
 def _make_renderer(name: str):
@@ -224,13 +233,16 @@ def machine_info() -> dict:
 
 def format_table(report: dict) -> str:
     """A readable table: one row per (scene, backend), stage medians in ms, counters, speed-ups."""
-    head = ["scene", "backend", "median", "min", *STAGES, "visible", "tile pairs", "blended", "speed-up"]
+    head = ["scene", "backend", "median", "min", "draw", "draw fps", *STAGES, "visible", "tile pairs",
+            "blended", "speed-up"]
     lines = []
     for r in report["results"]:
         c = r["counters"]
         blended = c.get("blended_samples", c.get("blended_pairs"))
         sp = ", ".join(f"{v:.2f}x vs {k}" for k, v in r["speedup_vs"].items())
-        lines.append([r["scene"], r["backend"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}"]
+        d = r.get("draw_ms", 0.0)
+        lines.append([r["scene"], r["backend"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", f"{d:.2f}",
+                      f"{1e3 / d:.0f}" if d > 0 else "-"]
                      + [f"{r['stages_ms'][s]:.1f}" if s in r["stages_ms"] else "-" for s in STAGES]
                      + [_count(c.get("visible")), _count(c.get("tile_pairs")), _count(blended), sp or "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
@@ -240,7 +252,10 @@ def format_table(report: dict) -> str:
     res = report["config"]["resolution"]
     out.append(f"milliseconds per frame at {res[0]}x{res[1]} (median of {report['config']['frames']}; "
                "stages: medians); backends take turns frame by frame, and a speed-up is the median "
-               "of the per-round ratios. tile pairs: gl counts the tiles (of its tile size) that "
+               "of the per-round ratios. draw: the stages but the read-back, per frame (median), "
+               "what a viewer's frame costs; gl times its stages by GL timer queries on GPUs, by "
+               "the wall clock with a finish on CPU rasterizers. tile pairs: gl counts the tiles "
+               "(of its tile size) that "
                "each Gaussian's alpha >= 1/255 ellipse reaches, torch the twin's whole 16 px "
                "rectangles. blended: gl counts pixel-Gaussian blends, torch counts (tile, "
                "Gaussian) pairs that blended into at least one pixel.")

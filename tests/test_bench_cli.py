@@ -23,6 +23,7 @@ def test_bench_writes_json(tmp_path, capsys, gl_ctx):
     for name, r in rows.items():
         assert r["n"] == 2000 and len(r["frames_ms"]) == 2
         assert r["min_ms"] <= r["median_ms"]
+        assert 0 < r["draw_ms"] <= max(r["frames_ms"])  # the stages but the read-back
         assert {"project", "sort", "bin", "blend"} <= set(r["stages_ms"])
         assert {"visible", "tile_pairs"} <= set(r["counters"])
         other = "torch" if name == "gl" else "gl"
@@ -79,3 +80,11 @@ def test_backends_take_turns_and_ratios_are_per_round():
     assert out["a"]["speedup_vs"]["b"] == pytest.approx(2.0, rel=0.25)
     assert out["b"]["speedup_vs"]["a"] == pytest.approx(0.5, rel=0.25)
     assert len(out["a"]["frames_ms"]) == 3 and out["a"]["stages_ms"]["blend"] == 20
+    assert out["a"]["draw_ms"] == 20 and out["b"]["draw_ms"] == 40
+
+
+def test_draw_time_leaves_out_the_read_back():
+    from renderer.bench import draw_ms
+
+    stages = {"project": 1.0, "sort": 2.0, "bin": 3.0, "blend": 4.0, "readback": 50.0, "upload": 9.0}
+    assert draw_ms(stages) == 10.0
