@@ -10,7 +10,7 @@ import pytest
 from renderer.gl_backend import shaders as S
 
 GAUSSIAN_SHADERS = ["gs_common.glsl", "sh.glsl", "gs_project.comp", "radix.comp", "scan.comp", "bin.comp",
-                    "gs_blend.comp"]
+                    "bin_rows.comp", "gs_blend.comp"]
 
 
 @pytest.fixture

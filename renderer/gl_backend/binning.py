@@ -10,7 +10,7 @@ and counts into counters[0] the primitives with a valid key and into counters[2]
 (tile, primitive) pairs their rectangles (or spans) cover, or (HOST_COUNTS) stores each one's
 pairs for TileBinning.host_counts to reduce with the keys. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
-    bin   [bin.comp or bin_par.comp, scan.comp]  (BIN_METHODS: chunk walks on CPU rasterizers,
+    bin   [bin.comp, bin_rows.comp or bin_par.comp, scan.comp]  (BIN_METHODS: chunk walks on CPU rasterizers,
                                    a work group per chunk whose lanes share each primitive's tiles;
                                    per-primitive atomics and a per-tile sort on GPUs)
                                    the depth-sorted primitives bucketed stably into per-tile lists:
@@ -282,6 +282,11 @@ class TileBinning:
         cs = compute_shader(ctx, "bin.comp", {"PASS": 0, **self._walk_defs()})
         set_uniforms(cs, **uni)
         cs.run(chunks)
+        ctx.memory_barrier()
+        rows = chunks * (num_tiles // tiles_x)  # PASS 0 counted differences along tile rows: sum them
+        cs = compute_shader(ctx, "bin_rows.comp")
+        set_uniforms(cs, tiles_x=tiles_x, rows=rows)
+        cs.run(groups(rows))
         ctx.memory_barrier()
         # hist has a row of tile counters per chunk; the pairs are laid out tile by tile
         exclusive_scan(ctx, self.scratch, hist, m, transposed=(num_tiles, chunks))
