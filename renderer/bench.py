@@ -241,8 +241,9 @@ def format_table(report: dict) -> str:
         blended = c.get("blended_samples", c.get("blended_pairs"))
         sp = ", ".join(f"{v:.2f}x vs {k}" for k, v in r["speedup_vs"].items())
         d = r.get("draw_ms", 0.0)
+        fps = 1e3 / d if d > 0 else 0.0
         lines.append([r["scene"], r["backend"], f"{r['median_ms']:.1f}", f"{r['min_ms']:.1f}", f"{d:.2f}",
-                      f"{1e3 / d:.0f}" if d > 0 else "-"]
+                      f"{fps:.0f}" if fps >= 10 else (f"{fps:.2g}" if fps > 0 else "-")]
                      + [f"{r['stages_ms'][s]:.1f}" if s in r["stages_ms"] else "-" for s in STAGES]
                      + [_count(c.get("visible")), _count(c.get("tile_pairs")), _count(blended), sp or "-"])
     widths = [max(len(str(x)) for x in col) for col in zip(head, *lines, strict=True)]
