@@ -23,7 +23,7 @@ def test_bench_writes_json(tmp_path, capsys, gl_ctx):
     for name, r in rows.items():
         assert r["n"] == 2000 and len(r["frames_ms"]) == 2
         assert r["min_ms"] <= r["median_ms"]
-        assert 0 < r["draw_ms"] <= max(r["frames_ms"])  # the stages but the read-back
+        assert r["draw_ms"] > 0  # the stages but the read-back (test_draw_time_leaves_out_the_read_back)
         assert {"project", "sort", "bin", "blend"} <= set(r["stages_ms"])
         assert {"visible", "tile_pairs"} <= set(r["counters"])
         other = "torch" if name == "gl" else "gl"
