@@ -1,12 +1,16 @@
 #version 430
 // gs_blend.comp: front-to-back alpha blending of each tile's depth-sorted Gaussians (CPU rasterizers).
-// One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one column.
+// One work group per BLEND_TILE x BLEND_TILE_H tile; each invocation shades PPT consecutive pixels
+// of one column.
 // Tuned for llvmpipe (gaussians.py picks gs_blend_hw.comp on GPUs), where a work group runs as
 // 8-wide SIMD vectors and a texelFetch is a gather per lane: the pairs are walked in batches of
 // BATCH (= the subgroup size), each lane fetching one pair's record into its subgroup's slice of
 // shared memory, which every lane then reads pair after pair (one gather serves BATCH pairs). On
-// llvmpipe a shared-memory vec4 read costs one lane loop for four floats; readInvocationARB took
-// one such loop per float (measured: the whole blend ~15% slower with broadcasts).
+// llvmpipe a shared-memory vec4 read costs one lane loop for four floats (inside any loop: Mesa 22's
+// scalar read-and-broadcast applies outside control flow only; measured ~14 ns of a thread per
+// read against ~1 ns outside, and the reads about half of a staged pair's fixed cost, hence PPT
+// 16: a pair's reads serve 16 rows); readInvocationARB took one such loop per float (the whole
+// blend ~15% slower with broadcasts).
 // The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
 // to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
 // own stores are visible to its loads without a barrier; otherwise the work group must be one
@@ -20,8 +24,9 @@
 // Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; one
 //   iteration here is a batch, so a tile may blend up to ~65535 * BATCH pairs. A tile that ran
 //   into the limit (pairs left and a pixel still open) is counted in counters[6]: the host raises.
-// Defines: BLEND_TILE (16 or 8 px), PPT (pixels per invocation, divides BLEND_TILE), STEP =
-//   BLEND_TILE / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
+// Defines: BLEND_TILE (16 or 8 px), BLEND_TILE_H (the tile height, 8 or 16 px; default BLEND_TILE),
+//   PPT (pixels per invocation: 8 or 16 take the staged-terms path; divides BLEND_TILE_H), STEP =
+//   BLEND_TILE_H / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
 //   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
 //   (modes 0 and 2: no depth accumulated or stored, for callers that only show colour).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
@@ -35,6 +40,9 @@
 #include "gs_common.glsl"
 #include "colormap.glsl"
 
+#ifndef BLEND_TILE_H
+#define BLEND_TILE_H BLEND_TILE   // tile height (px); STEP * PPT
+#endif
 // STEP (invocations per column) is given as a define: the layout qualifier needs a literal.
 layout(local_size_x = BLEND_TILE, local_size_y = STEP) in;
 
@@ -100,7 +108,11 @@ uint blended = 0u;
 // A pair's record: r0 = (mean2d, q.x, q.y), r1 = (q.z, lo, depth, RGB9E5 colour bits) as floats,
 // with q = (a, b, c) of the log2 quadratic log2(alpha) = lo + a dx^2 + b dx dy + c dy^2 (dx, dy:
 // mean - pixel centre) and lo = log2(opacity); (fx, fy): this invocation's first pixel centre.
-#if PPT == 8
+#if PPT == 8 || PPT == 16
+#define FAST_ROWS
+#endif
+
+#ifdef FAST_ROWS
 // Per pair, the lane that stages it turns the record into terms for the tile's columns (one
 // vector op for BATCH pairs instead of one per pair in every lane: the blend took 0.96x to 0.97x
 // as long): with the column x = 0..BLEND_TILE-1 of this row of lanes (origin (x0, fy): the pixel
@@ -113,15 +125,29 @@ uint blended = 0u;
 // the column, p at row 3 is above -90 (the dilation keeps c >= -log2(e) / 0.6, and the row is at
 // most four away), so 2^p there does not underflow; elsewhere row 3 may be flushed to 0 (p < -126)
 // and the factor up is clamped (the one down with it), so nothing reaches 1/255 that should not.
-// s0 = (V0, V1, a, W0), s1 = (b, g, depth, colour bits); `past` (beyond the tile's list): V0 =
-// -1e30, which blends nothing. Lanes sharing staged pairs share x0 and fy: a subgroup lies in one
-// row of lanes (local_size_x = BLEND_TILE, a multiple of BATCH, or one subgroup per group).
+// PPT 8: s0 = (V0, V1, a, W0), s1 = (b, g, depth, colour bits); PPT 16: the inputs of these terms
+// (pair_setup16 below). `past` (beyond the tile's list): lo = -1e30, which blends nothing. Lanes
+// sharing staged pairs share x0 and fy: a subgroup lies in one row of lanes (local_size_x =
+// BLEND_TILE, a multiple of BATCH, or one subgroup per group).
+
+// Row terms (V0, V1, W0) of an 8-row block whose row 3 is d below the mean (d = mean.y - row 3).
+vec3 row_terms(float lo, float m, float d, float a, float b, float c) {
+    return vec3(lo + m * (a * m + b * d) + c * d * d, -(2.0 * a * m + b * d), b * m + c * (2.0 * d + 1.0));
+}
+
 void stage_pair(vec4 r0, vec4 r1, bool past, float x0, float fy, out vec4 s0, out vec4 s1) {
-    float m = r0.x - x0, d = r0.y - fy - 3.0;
+    float m = r0.x - x0;
     float a = r0.z, b = r0.w, c = r1.x;
-    s0 = vec4(past ? -1e30 : r1.y + m * (a * m + b * d) + c * d * d, -(2.0 * a * m + b * d), a,
-              b * m + c * (2.0 * d + 1.0));
+#if PPT == 8
+    vec3 t = row_terms(past ? -1e30 : r1.y, m, r0.y - fy - 3.0, a, b, c);
+    s0 = vec4(t.xy, a, t.z);
     s1 = vec4(b, exp2(2.0 * c), r1.zw);
+#else
+    // PPT 16: the terms of each 8-row block are computed per lane (pair_setup16) from these, with
+    // the expressions above, so that the image is the one of 8 x 8 px tiles bit for bit.
+    s0 = vec4(m, r0.y, a, b);
+    s1 = vec4(c, past ? -1e30 : r1.y, r1.zw);
+#endif
 }
 
 // Column x's alpha at row 3 (before the cap), first factor up, g and colour (rgb, depth).
@@ -133,27 +159,47 @@ void pair_setup(vec4 s0, vec4 s1, float x, out float e3, out float up, out float
     col = vec4(unpack_rgb9e5(floatBitsToUint(s1.w)), s1.z);
 }
 
-// Rows 3 to 0, then (rows_down) rows 4 to 7.
-void rows_up(float e, float up, float g, vec4 col) {
-    ROW(3, e)
-    e *= up; up *= g;
-    ROW(2, e)
-    e *= up; up *= g;
-    ROW(1, e)
-    e *= up;
-    ROW(0, e)
+#if PPT == 16
+// PPT 16: rows 0 to 7 and 8 to 15 as two blocks anchored at rows 3 and 11 (fy and fy + 8: the
+// first pixel rows of the 8 x 8 tiles they would be), both from one staged pair: its two shared
+// reads are the costly part on llvmpipe, so a pair serves 16 rows for them.
+void block_setup(vec4 s0, vec4 s1, float x, float fy, out float e3, out float up) {
+    vec3 t = row_terms(s1.y, s0.x, s0.y - fy - 3.0, s0.z, s0.w, s1.x);
+    float p = t.x + x * (t.y + s0.z * x);
+    e3 = p < -126.0 ? 0.0 : exp2(p);
+    up = exp2(clamp(t.z - s0.w * x, -126.0, 126.0));
 }
 
-void rows_down(float e3, float up, float g, vec4 col) {
+void pair_setup16(vec4 s0, vec4 s1, float x, float fy, out float e3, out float up, out float e11,
+                  out float up11, out float g, out vec4 col) {
+    block_setup(s0, s1, x, fy, e3, up);
+    block_setup(s0, s1, x, fy + 8.0, e11, up11);
+    g = exp2(2.0 * s1.x);
+    col = vec4(unpack_rgb9e5(floatBitsToUint(s1.w)), s1.z);
+}
+#endif
+
+// Rows o + 3 to o, then (rows_down) rows o + 4 to o + 7 (o: 0, or 8 for PPT 16's second half).
+void rows_up(const int o, float e, float up, float g, vec4 col) {
+    ROW(o + 3, e)
+    e *= up; up *= g;
+    ROW(o + 2, e)
+    e *= up; up *= g;
+    ROW(o + 1, e)
+    e *= up;
+    ROW(o, e)
+}
+
+void rows_down(const int o, float e3, float up, float g, vec4 col) {
     float down = g / up;
     float e = e3 * down; down *= g;
-    ROW(4, e)
+    ROW(o + 4, e)
     e *= down; down *= g;
-    ROW(5, e)
+    ROW(o + 5, e)
     e *= down; down *= g;
-    ROW(6, e)
+    ROW(o + 6, e)
     e *= down;
-    ROW(7, e)
+    ROW(o + 7, e)
 }
 #endif
 
@@ -165,8 +211,18 @@ void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
     float e3, up, g;
     vec4 col;
     pair_setup(s0, s1, x, e3, up, g, col);
-    rows_up(e3, up, g, col);
-    rows_down(e3, up, g, col);
+    rows_up(0, e3, up, g, col);
+    rows_down(0, e3, up, g, col);
+#elif PPT == 16
+    vec4 s0, s1;
+    stage_pair(r0, r1, false, x0, fy, s0, s1);
+    float e3, up, e11, up11, g;
+    vec4 col;
+    pair_setup16(s0, s1, x, fy, e3, up, e11, up11, g, col);
+    rows_up(0, e3, up, g, col);
+    rows_down(0, e3, up, g, col);
+    rows_up(8, e11, up11, g, col);
+    rows_down(8, e11, up11, g, col);
 #else
     float dx = r0.x - fx, dy0 = r0.y - fy;
     vec3 q = vec3(r0.zw, r1.x);
@@ -204,8 +260,18 @@ void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
 float b_e3[BATCH], b_up[BATCH], b_g[BATCH];
 vec4 b_col[BATCH];
 #define SETUP(j) pair_setup(s_r0[slice + j], s_r1[slice + j], x, b_e3[j], b_up[j], b_g[j], b_col[j]);
-#define UP(j) rows_up(b_e3[j], b_up[j], b_g[j], b_col[j]);
-#define DOWN(j) rows_down(b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define UP(j) rows_up(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define DOWN(j) rows_down(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#elif BATCH > 1 && PPT == 16
+// The same with rows 8 to 15 as two more phases.
+float b_e3[BATCH], b_up[BATCH], b_e11[BATCH], b_up11[BATCH], b_g[BATCH];
+vec4 b_col[BATCH];
+#define SETUP(j) pair_setup16(s_r0[slice + j], s_r1[slice + j], x, fy, b_e3[j], b_up[j], b_e11[j], \
+                              b_up11[j], b_g[j], b_col[j]);
+#define UP(j) rows_up(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define DOWN(j) rows_down(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define UP11(j) rows_up(8, b_e11[j], b_up11[j], b_g[j], b_col[j]);
+#define DOWN11(j) rows_down(8, b_e11[j], b_up11[j], b_g[j], b_col[j]);
 #endif
 
 void main() {
@@ -214,7 +280,7 @@ void main() {
     uint end = hist[range_base + tile];
     uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
     int px = int(wg.x * BLEND_TILE + gl_LocalInvocationID.x);
-    int py0 = int(wg.y * BLEND_TILE + gl_LocalInvocationID.y * PPT);
+    int py0 = int(wg.y * BLEND_TILE_H + gl_LocalInvocationID.y * PPT);
 
     for (int k = 0; k < PPT; ++k) {
         // Pixels outside the image start stopped (their lanes still stage records).
@@ -243,7 +309,7 @@ void main() {
         ivec2 pc = pair_coord(texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r);
         vec4 r0 = texelFetch(rec0, pc, 0);
         vec4 r1 = uintBitsToFloat(texelFetch(rec1, pc, 0));   // (q.z, log2 o, depth, colour bits)
-#if PPT == 8
+#ifdef FAST_ROWS
         vec4 s0, s1;
         stage_pair(r0, r1, p >= end, x0, fy, s0, s1);
         s_r0[slice + lane] = s0;
@@ -256,10 +322,14 @@ void main() {
         SYNC();
         // Unrolled by hand (EACH(M): M(j) for every pair j of the batch): one vector load per
         // record and pair, no loop bookkeeping.
-#if PPT == 8
+#ifdef FAST_ROWS
         EACH(SETUP)
         EACH(UP)
         EACH(DOWN)
+#if PPT == 16
+        EACH(UP11)
+        EACH(DOWN11)
+#endif
 #else
 #define PAIR(j) blend_one(s_r0[slice + j], s_r1[slice + j], x0, x, fx, fy);
         EACH(PAIR)

@@ -57,11 +57,14 @@ uniform int sh_degree;      // degree evaluated (<= the stored one)
 const float EPS2D = 0.3;               // INRIA / gsplat low-pass dilation
 const float MIP_MIN_RATIO = 0.000025;  // 0.005^2, REFERENCE 1.1 "Anti-aliased mode"
 
-#if BLEND_TILE == 8 && !defined(CULL_TILES)
-#error "8 px tiles are always culled (rects hold blend tiles; the twin's rectangle is in 16 px ones)"
+#ifndef BLEND_TILE_H
+#define BLEND_TILE_H BLEND_TILE
+#endif
+#if (BLEND_TILE != 16 || BLEND_TILE_H != 16) && !defined(CULL_TILES)
+#error "tiles other than 16 x 16 px are always culled (rects hold blend tiles; the twin's rectangle is in 16 px ones)"
 #endif
 #ifdef CULL_TILES
-const float TP = float(BLEND_TILE);   // tile size in pixels
+const float TPX = float(BLEND_TILE), TPY = float(BLEND_TILE_H);   // tile width, height in pixels
 // Row spans of the blend-tile rectangle [rmin, rmax) (gs_common.glsl row_span): per tile row, the
 // tiles whose pixel centres the ellipse {alpha >= 1/255} can reach. With the dilated 2D covariance
 // (a, b; b, c) and k2 = 2 ln(255 o), the ellipse is d^T inv(cov) d <= k2 (d = pixel - mean). Its
@@ -86,13 +89,13 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
     int first = -1, last = -1;
     uint count = 0u, pending = 0u;   // tiles up to the last row hit; of rows since then
     for (int i = 0; i < h; ++i) {
-        float ya = TP * float(rmin.y + i) + 0.5 - m.y - 0.01;
-        float lo = max(ya, -ymax), hi = min(ya + (TP - 0.98), ymax);
+        float ya = TPY * float(rmin.y + i) + 0.5 - m.y - 0.01;
+        float lo = max(ya, -ymax), hi = min(ya + (TPY - 0.98), ymax);
         float y1 = clamp(yopt, lo, hi), y2 = clamp(-yopt, lo, hi);
         float xr = (b * y1 + sqrt(max(k * c - y1 * y1, 0.0)) * sdet) * inv_c;   // right end - mx
         float xl = (b * y2 - sqrt(max(k * c - y2 * y2, 0.0)) * sdet) * inv_c;   // left end - mx
-        int xa = clamp(int(ceil((m.x + xl - 0.01 - (TP - 0.5)) / TP)), rmin.x, rmax.x) - rmin.x;
-        int xb = clamp(int(floor((m.x + xr + 0.01 - 0.5) / TP)) + 1, rmin.x, rmax.x) - rmin.x;
+        int xa = clamp(int(ceil((m.x + xl - 0.01 - (TPX - 0.5)) / TPX)), rmin.x, rmax.x) - rmin.x;
+        int xb = clamp(int(floor((m.x + xr + 0.01 - 0.5) / TPX)) + 1, rmin.x, rmax.x) - rmin.x;
         bool hit = lo <= hi && xb > xa;
         first = (hit && first < 0) ? i : first;
         last = hit ? i : last;
@@ -200,7 +203,7 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
 
     uvec2 sp = uvec2(FULL_SPANS, 0u);   // row spans: whole rows unless CULL_TILES
 #ifdef CULL_TILES
-    // Blend tiles (8 or 16 px) inside the 16 px rectangle, kept only where they can reach a pixel
+    // Blend tiles (8 or 16 px wide, 8 or 16 px tall) inside the 16 px rectangle, kept only where they can reach a pixel
     // centre with alpha >= 1/255: o exp(-q/2) >= 1/255 <=> q <= 2 ln(255 o), whose ellipse spans
     // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
     // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
@@ -210,10 +213,12 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key) {
     else {
         // A small relative margin leaves float-rounding borderline pixels to the exact test.
         vec2 ext = sqrt(k2 * vec2(a, c)) * 1.0001 + 1e-3;
+        const vec2 TP = vec2(TPX, TPY);
+        const ivec2 TILE_PX = ivec2(BLEND_TILE, BLEND_TILE_H);
         ivec2 lo_t = ivec2(ceil((mean2d - ext - (TP - 0.5)) / TP));
         ivec2 hi_t = ivec2(floor((mean2d + ext - 0.5) / TP)) + 1;
-        ivec2 grid = (image_size + BLEND_TILE - 1) / BLEND_TILE;
-        const int SUB = 16 / BLEND_TILE;   // blend tiles per 16 px tile side
+        ivec2 grid = (image_size + TILE_PX - 1) / TILE_PX;
+        const ivec2 SUB = 16 / TILE_PX;   // blend tiles per 16 px tile side
         rmin = clamp(max(SUB * rmin, lo_t), ivec2(0), grid);
         rmax = clamp(min(SUB * rmax, hi_t), ivec2(0), grid);
         rmax = max(rmax, rmin);

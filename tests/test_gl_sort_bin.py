@@ -16,8 +16,8 @@ from scenes import GaussianScene
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module", params=[(16, True), (16, False), (8, False)],
-                ids=["tile16-exact", "tile16", "tile8"])
+@pytest.fixture(scope="module", params=[(16, True), (16, False), (8, False), ((8, 16), False)],
+                ids=["tile16-exact", "tile16", "tile8", "tile8x16"])
 def pipe(gl_ctx, request):
     bt, exact = request.param
     p = GaussianPipeline(gl_ctx, sort="gpu", timing="off", blend_tile=bt, exact_tiles=exact)
@@ -124,8 +124,8 @@ def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int
 def _render_and_check(pipe, scene, camera):
     pipe.draw(scene, camera, RenderSettings())
     st = pipe.debug_state()
-    bt = pipe.blend_tile
-    tx, ty = (camera.width + bt - 1) // bt, (camera.height + bt - 1) // bt
+    tw, th = pipe.tile_w, pipe.tile_h
+    tx, ty = (camera.width + tw - 1) // tw, (camera.height + th - 1) // th
     if len(scene) == 0:
         assert st["ids"].size == 0 and not st["tile_start"].any()
         return st
@@ -171,30 +171,35 @@ def test_one_gaussian_covering_the_image(pipe):
                           torch.tensor([0.9]), torch.full((1, 1, 3), 0.5))
     cam = Camera.look_at((0, 0, -3), (0, 0, 0), (0, -1, 0), 64, 48)
     st = _render_and_check(pipe, scene, cam)
-    n_tiles = (64 // pipe.blend_tile) * (48 // pipe.blend_tile)
+    n_tiles = (64 // pipe.tile_w) * (48 // pipe.tile_h)
     assert np.array_equal(np.diff(st["tile_start"]), np.ones(n_tiles))
     assert np.array_equal(st["ids"], np.zeros(n_tiles))
 
 
 def test_empty_scene(pipe):
     st = _render_and_check(pipe, GaussianScene.empty(), orbit_camera(width=32, height=32))
-    assert st["tile_start"].shape == ((32 // pipe.blend_tile) ** 2 + 1,)
+    assert st["tile_start"].shape == ((32 // pipe.tile_w) * (32 // pipe.tile_h) + 1,)
 
 
 def test_tile_sizes_give_the_same_image(gl_ctx):
-    """8 px tiles, culled 16 px tiles and the twin's whole 16 px rectangles: one image, and the
-    culled tiles leave pairs out."""
+    """8 px tiles, culled 16 px tiles, the twin's whole 16 px rectangles and 8 x 16 px tiles (16
+    pixels a lane, or 8 with two invocations a column): one image, and the culled tiles leave
+    pairs out."""
     scene = random_gaussians(3000, seed=14, log_scale=-3.5)
     cam = orbit_camera(width=100, height=70)
     imgs = []
-    for bt, exact in ((16, True), (16, False), (8, False)):
-        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, exact_tiles=exact)
+    for bt, exact, ppt in ((16, True, None), (16, False, None), (8, False, None), ((8, 16), False, None),
+                           ((8, 16), False, 8)):
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, exact_tiles=exact, pixels_per_thread=ppt)
+        assert p.ppt == (16 if bt == (8, 16) and ppt is None else 8)
         imgs.append(p.render(scene, cam, RenderSettings(antialias="mip")))
         p.release()
     for f in imgs[1:]:
         assert float((imgs[0].rgb - f.rgb).abs().max()) < 1e-5
+        assert float((imgs[0].depth - f.depth).abs().max()) < 1e-4
         assert imgs[0].stats.counters["blended_samples"] == f.stats.counters["blended_samples"]
-    assert imgs[1].stats.counters["tile_pairs"] < 0.9 * imgs[0].stats.counters["tile_pairs"]
+    pairs = [f.stats.counters["tile_pairs"] for f in imgs]
+    assert pairs[1] < 0.9 * pairs[0] and pairs[3] < 0.9 * pairs[2] and pairs[3] == pairs[4]
 
 
 def test_cpu_and_gpu_sort_agree(gl_ctx):
@@ -212,7 +217,7 @@ def test_cpu_and_gpu_sort_agree(gl_ctx):
 # llvmpipe and compared with the software paths that the tests above check against numpy/torch.
 
 
-@pytest.mark.parametrize("bt", [8, 16])
+@pytest.mark.parametrize("bt", [8, 16, (8, 16)], ids=["8", "16", "8x16"])
 @pytest.mark.parametrize("cap", [4096, 16], ids=["shared-sort", "in-place-sort"])
 @pytest.mark.parametrize("max_bucket", [32, 1, 0], ids=["buckets", "bucket-overflow", "bitonic"])
 def test_parallel_binning_matches_chunk_walks(gl_ctx, bt, cap, max_bucket):
@@ -292,12 +297,13 @@ def test_gpu_paths_on_a_trained_scene(gl_ctx, max_bucket):
     assert want.stats.counters == got.stats.counters and float(want.alpha.mean()) > 0.05
 
 
-def test_blend_without_subgroup_broadcasts(gl_ctx):
+@pytest.mark.parametrize("bt", [8, (8, 16)], ids=["8", "8x16"])
+def test_blend_without_subgroup_broadcasts(gl_ctx, bt):
     scene = random_gaussians(2000, seed=23, log_scale=-3.4)
     cam = orbit_camera(width=72, height=56)
     imgs = []
     for batch in (None, 1):
-        p = GaussianPipeline(gl_ctx, timing="off")
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
         if batch is not None:
             p.batch = batch  # the path for contexts without ARB_shader_ballot
         imgs.append(p.render(scene, cam, RenderSettings()))

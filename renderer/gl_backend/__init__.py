@@ -28,16 +28,18 @@ class GLRenderer:
             moderngl.create_context()), or None to make a standalone EGL context.
         sort: "auto" | "gpu" | "cpu": where the Gaussians' depth sort runs (see gaussians.py).
         timing: StageTimer mode for FrameStats.stages_ms: "auto" | "wall" | "gl" | "off".
-        blend_tile: None (default: 8 px tiles on llvmpipe, fewer pixel tests; 16 on GPUs, faster
-            there) or 8 or 16 (either way a Gaussian is binned into the tiles its alpha ellipse
-            reaches: the torch twin's image with fewer tile pairs).
+        blend_tile: None (default: 8 x 16 px tiles on llvmpipe for the Gaussians, 8 px for the
+            convexes; 16 on GPUs, faster there) or 8 or 16, or (8, 16) for the Gaussians (either
+            way a Gaussian is binned into the tiles its alpha ellipse reaches: the torch twin's
+            image with fewer tile pairs).
     Raises:
         RuntimeError: when no OpenGL 4.3 context can be made (the message says why).
     """
 
     name = "gl"
 
-    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto", blend_tile: int | None = None):
+    def __init__(self, ctx=None, sort: str = "auto", timing: str = "auto",
+                 blend_tile: int | tuple[int, int] | None = None):
         self.owns_ctx = ctx is None
         self.ctx = create_context() if ctx is None else ctx
         if self.ctx.version_code < 430:
@@ -68,8 +70,10 @@ class GLRenderer:
         if self._convex is None:
             from .convex import ConvexPipeline
 
+            bt = self._blend_tile
+            # (8 x 16 px tiles are the Gaussians' only: the convexes take 8 px ones there)
             self._convex = ConvexPipeline(self.ctx, sort=self._sort, timing=self._timing,
-                                          blend_tile=self._blend_tile)
+                                          blend_tile=bt[0] if isinstance(bt, tuple) else bt)
         return self._convex
 
     @property

@@ -48,6 +48,17 @@ from .sort import GROUP, Scratch, groups, set_uniforms, subgroup_size
 
 TILE = 16
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
+# Blend (and bin) tile shapes, (width, height) in px: 8 x 16 only for the software blend.
+TILE_SHAPES = ((8, 8), (16, 16), (8, 16))
+# CPU rasterizers: 8 x 16 px tiles, each SIMD lane shading 16 rows of one column (gs_blend.comp PPT
+# 16). On llvmpipe a shared-memory read inside a loop is a loop over the lanes, and the two reads of
+# each staged pair were about half of its fixed cost; 16 rows a pair halve them per pixel. The
+# tiles have 0.63x the pairs of 8 px tiles (bench scene), so the binning has less to do, for more
+# pixel tests in the blend. Bench scene at 800x800, one process, alternating frames, the same
+# image bit for bit: the stages took 0.92x to 0.94x the time of 8 px tiles at 100k Gaussians
+# (bin 0.67x, blend 1.02x) and 0.83x at 300k (bin 0.60x, blend 0.95x). 16 px tiles with 16 rows a
+# lane bin cheaper still but blend 1.27x (100k): more pixels tested per pair.
+SOFTWARE_TILE = (8, 16)
 
 
 def _scene_key(scene) -> tuple:
@@ -93,19 +104,21 @@ class GaussianPipeline:
 
     sort: "gpu" (radix sort in compute), "cpu" (numpy argsort of the read-back keys) or "auto"
     (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
-    blend_tile: 16 or 8 px tiles; None picks per platform (8 on CPU rasterizers, 16 on GPUs). A
-    Gaussian is binned into the tiles of the twin's 16 px rectangle that its alpha >= 1/255
-    ellipse reaches (the same image as binning it into the whole rectangle, with fewer pairs: 8.5
-    instead of 13.4 a Gaussian in the bench's 1M scene at 1920x1080; tile_pairs counts these).
+    blend_tile: 16 or 8 px square tiles, or (8, 16) (8 px wide, 16 tall: the software blend only);
+    None picks per platform (SOFTWARE_TILE on CPU rasterizers, 16 on GPUs). A Gaussian is binned
+    into the tiles of the twin's 16 px rectangle that its alpha >= 1/255 ellipse reaches (the same
+    image as binning it into the whole rectangle, with fewer pairs: 8.5 instead of 13.4 a Gaussian
+    in the bench's 1M scene at 1920x1080; tile_pairs counts these).
     exact_tiles (16 px only): the twin's whole rectangles, its pairs exactly (tests).
-    pixels_per_thread: pixels one software-blend invocation shades. bin_method: "auto" | "chunks"
+    pixels_per_thread: pixels one software-blend invocation shades, one column (None: 16 for 8 x 16
+    tiles, else 8). bin_method: "auto" | "chunks"
     | "parallel" (binning.TileBinning). blend: "auto" | "software" (gs_blend.comp) | "hardware"
     (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image.
     """
 
-    def __init__(self, ctx, sort: str = "auto", timing: str = "auto", blend_tile: int | None = 8,
-                 pixels_per_thread: int = 8, bin_method: str = "auto", blend: str = "auto",
-                 exact_tiles: bool = False):
+    def __init__(self, ctx, sort: str = "auto", timing: str = "auto",
+                 blend_tile: int | tuple[int, int] | None = 8, pixels_per_thread: int | None = None,
+                 bin_method: str = "auto", blend: str = "auto", exact_tiles: bool = False):
         if sort not in ("auto", "gpu", "cpu"):
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
         if blend not in ("auto", "software", "hardware"):
@@ -115,12 +128,18 @@ class GaussianPipeline:
         self.timing = timing
         if blend_tile is None:
             # Measured on an H200 (1M Gaussians, 1920x1080): a frame took 5.5 ms on 16 px tiles and
-            # 6.4 ms on 8 px ones (twice the pairs to bin); llvmpipe prefers 8 (fewer pixel tests).
-            blend_tile = 8 if is_software(ctx) else 16
-        if blend_tile not in (8, 16) or blend_tile % pixels_per_thread:
-            raise ValueError("blend_tile must be 8 or 16, and a multiple of pixels_per_thread")
-        self.blend_tile = blend_tile
-        self.exact_tiles = exact_tiles and blend_tile == 16
+            # 6.4 ms on 8 px ones (twice the pairs to bin). llvmpipe: see SOFTWARE_TILE.
+            blend_tile = SOFTWARE_TILE if is_software(ctx) else 16
+        tw, th = (blend_tile, blend_tile) if isinstance(blend_tile, int) else tuple(blend_tile)
+        if (tw, th) not in TILE_SHAPES:
+            raise ValueError(f"blend_tile must be 8, 16 or (8, 16) (width, height in px), got {blend_tile!r}")
+        if pixels_per_thread is None:
+            pixels_per_thread = 16 if th == 16 and tw == 8 else 8
+        if th % pixels_per_thread or pixels_per_thread not in (4, 8, 16):
+            raise ValueError("pixels_per_thread must be 4, 8 or 16 and divide the tile height")
+        self.tile_w, self.tile_h = tw, th
+        self.blend_tile = tw if tw == th else (tw, th)
+        self.exact_tiles = exact_tiles and (tw, th) == (16, 16)
         self.ppt = pixels_per_thread
         self.software = is_software(ctx)
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
@@ -128,6 +147,8 @@ class GaussianPipeline:
         # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
         # memory batches) and bin in parallel (bin_par.comp).
         self.blend = ("software" if self.software else "hardware") if blend == "auto" else blend
+        if self.blend == "hardware" and tw != th:
+            raise ValueError("the hardware blend (gs_blend_hw.comp) takes square tiles only")
         # Software blend: pairs per staged batch (gs_blend.comp, the subgroup size); 1 = unbatched.
         self.batch = subgroup_size(ctx) if subgroup_size(ctx) in (4, 8, 16) else 1
         # gs_blend.comp stages records in shared memory per subgroup: llvmpipe runs a subgroup as one
@@ -142,7 +163,7 @@ class GaussianPipeline:
         # ... and leave the visible count, pair count and key range to the host (gs_project.comp
         # HOST_COUNTS): llvmpipe's atomics took 20% of the projection at 300k Gaussians.
         self.host_counts = self.software
-        group = blend_tile * (blend_tile // pixels_per_thread)  # invocations per work group
+        group = tw * (th // pixels_per_thread)  # invocations per work group
         if not self.lockstep and self.batch > 1 and group > self.batch:
             self.batch = 1  # barriers need the work group to be one subgroup (uniform loop exit)
         self.scene: _SceneBuffers | None = None
@@ -213,8 +234,8 @@ class GaussianPipeline:
         ctx = self.ctx
         run = FrameRun(ctx, self.timing, self.queries)
         W, H = int(camera.width), int(camera.height)
-        bt = self.blend_tile
-        tiles_x, tiles_y = (W + bt - 1) // bt, (H + bt - 1) // bt  # blend (and bin) grid
+        tw, th = self.tile_w, self.tile_h
+        tiles_x, tiles_y = (W + tw - 1) // tw, (H + th - 1) // th  # blend (and bin) grid
         num_tiles = tiles_x * tiles_y
         out_rgba = self.textures.get("out_rgba", (W, H), 4)
         out_depth = self.textures.get("out_depth", (W, H), 1)
@@ -240,7 +261,8 @@ class GaussianPipeline:
                     else:
                         for i, t in enumerate(recs):
                             t.bind_to_image(i, read=False, write=True)
-                    defs = {"BLEND_TILE": bt, "SH_K": sb.k, **({"HAS_COVARS": 1} if sb.has_covars else {}),
+                    defs = {"BLEND_TILE": tw, "BLEND_TILE_H": th, "SH_K": sb.k,
+                            **({"HAS_COVARS": 1} if sb.has_covars else {}),
                             **({} if self.exact_tiles else {"CULL_TILES": 1}),
                             **({} if self.software else {"GROUP_ATOMICS": 1}),
                             **({"REC_BUFFERS": 1} if use_rec_buffers else {}),
@@ -288,7 +310,7 @@ class GaussianPipeline:
                     if display and not (depth or readback):  # display-ready RGBA8 where asked
                         out_bufs = PixelBuffers.bind_display(self.scratch, self.textures, W, H,
                                                              self.binning.max_words)
-                    defs = {"BLEND_TILE": bt, "MODE": MODES[settings.mode],
+                    defs = {"BLEND_TILE": tw, "MODE": MODES[settings.mode],
                             **(out_bufs.defines if out_bufs is not None else {})}
                     cs = compute_shader(ctx, "gs_blend_hw.comp", defs)
                 else:
@@ -297,7 +319,8 @@ class GaussianPipeline:
                         ready = display and not (depth or readback)  # display-ready RGBA8 where asked
                         out_bufs = PixelBuffers.for_blend(self.scratch, self.textures, W, H,
                                                           self.binning.max_words, ready)
-                    defs = {"BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt, "BATCH": self.batch,
+                    defs = {"BLEND_TILE": tw, "BLEND_TILE_H": th, "PPT": self.ppt, "STEP": th // self.ppt,
+                            "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
                             **(out_bufs.defines if out_bufs is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {})}
@@ -329,7 +352,8 @@ class GaussianPipeline:
         self.binning.check(bins, counters_np)
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
         stats = run.stats({
-            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": bt})
+            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": tw,
+            "tile_px_h": th})
         shown = out_bufs.shown if out_bufs is not None else None  # display-ready RGBA8, if written
         return (out_rgba if shown is None else shown), out_depth, stats, arrays
 
