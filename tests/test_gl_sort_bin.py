@@ -475,11 +475,15 @@ def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
     assert in_spans < 0.85 * box_pairs
 
 
-@pytest.mark.parametrize("walk", [4, 8])
-def test_chunk_walks_with_barriers_and_other_widths(gl_ctx, walk):
-    """bin.comp staged with barrier() (any driver) and with 4 lanes per walk bins as numpy does."""
+@pytest.mark.parametrize("walk,lockstep,split", [(4, False, 2), (8, False, 2), (8, True, 1), (8, True, 2)])
+def test_chunk_walks_with_barriers_and_other_widths(gl_ctx, walk, lockstep, split):
+    """bin.comp staged with barrier() (any driver; one chunk a work group whatever SPLIT says), with
+    4 lanes per walk, and in lockstep with one or two chunks a work group, bins as numpy does."""
     p = GaussianPipeline(gl_ctx, timing="off", blend_tile=8, bin_method="chunks")
-    p.binning.lockstep, p.binning.walk = False, walk
+    if lockstep and not p.binning.lockstep:
+        pytest.skip("lockstep walks need llvmpipe")
+    p.binning.lockstep, p.binning.walk, p.binning.split = lockstep, walk, split
+    assert p.binning._split() == (split if lockstep else 1)
     scene = random_gaussians(2500, seed=26, log_scale=-3.2)
     st = _render_and_check(p, scene, orbit_camera(2.5, 35, 15, 120, 90))
     assert st["ids"].size > 5000 and p._last["bins"].chunks >= 1

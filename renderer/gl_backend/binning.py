@@ -42,16 +42,22 @@ from .sort import (
 
 PAIR_TEX_W = 4096  # gs_common.glsl PAIR_TEX_W
 INVALID_KEY = 0xFFFFFFFF  # gs_common.glsl INVALID_KEY: the sort key of a culled primitive
-# Binning chunks: one work group of WALK lanes walks a chunk of depth-sorted primitives, its lanes
-# sharing each primitive's tiles (bin.comp). llvmpipe ends any invocation after 65535 loop
-# iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently; a walk takes about one iteration per
-# WALK pairs plus one per primitive, so chunks are sized for WALK_ITERATIONS iterations on average
-# (depth-sorted chunks are unbalanced: near primitives cover more tiles, the longest walk ~2.5x the
-# mean), and the binned pair count is checked against the projection's: on a mismatch the frame is
-# binned again with twice the chunks, and later frames start from the chunk count that worked.
-# (Bench scene, 800x800, one process: 8192 took 0.85x the bin time of 16384 at 100k Gaussians, more
-# chunks sharing the two threads evenly, and the same at 300k; 4096 0.94x and 1.1x.)
-WALK_ITERATIONS = 8192
+# Binning chunks: one work group of WALK lanes walks SPLIT chunks of depth-sorted primitives at
+# once, LANES = WALK / SPLIT lanes a chunk sharing each primitive's tiles (bin.comp). llvmpipe ends
+# any invocation after 65535 loop iterations in total (LP_MAX_TGSI_LOOP_ITERATIONS), silently; a
+# walk takes about one iteration per LANES pairs plus one per primitive, so chunks are sized for
+# WALK_ITERATIONS iterations on average (depth-sorted chunks are unbalanced: near primitives cover
+# more tiles, the longest walk ~2.5x the mean), and the binned pair count is checked against the
+# projection's: on a mismatch the frame is binned again with twice the chunks, and later frames
+# start from the chunk count that worked.
+# Measured (bench scene, 800x800, 8 x 16 px tiles, one process, alternating): SPLIT 2 (two chunks of
+# 4 lanes: a primitive's 2 or 3 tile rows, or its ~9 tiles, left most of 8 lanes idle in each of
+# llvmpipe's per-lane storage-buffer loops) with 16384 iterations a chunk took 0.876x and 0.884x the
+# bin time of SPLIT 1 with 8192 at 100k Gaussians (21 against 27 chunks), 0.749x and 0.878x at
+# 300k (63 against 81); SPLIT 1 with 16384: 0.994x (100k), 0.925x (300k). (Earlier, 8 px tiles and
+# SPLIT 1: 8192 took 0.85x the bin time of 16384 at 100k, the same at 300k; 4096 0.94x and 1.1x.)
+WALK_ITERATIONS = 16384
+SPLIT = 2
 SORT_MODES = ("gpu", "cpu")
 # Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: a few work groups with long
 # walks, the fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile
@@ -169,6 +175,8 @@ class TileBinning:
         width = subgroup_size(ctx)
         self.walk = width if self.lockstep and width in (4, 8, 16) else 8
         self.lockstep = self.lockstep and width == self.walk
+        # Chunks a work group walks at once (bin.comp SPLIT, LOCKSTEP only), walk // split lanes each.
+        self.split = SPLIT
 
     # ---- buffers the projection fills --------------------------------------------------------
     def projection_buffers(self, n: int) -> tuple:
@@ -246,7 +254,7 @@ class TileBinning:
                                "lower the resolution or the splat scale")
         # Loop iterations of all walks: one per WALK pairs, at most one more per primitive for its
         # last partial batch of tiles, one per WALK primitives staged.
-        iterations = (expect_pairs + n_vis) // self.walk + n_vis
+        iterations = (expect_pairs + n_vis) // (self.walk // self._split()) + n_vis
         chunks = min(n_vis, max(1, -(-iterations * self.chunk_scale // WALK_ITERATIONS)))
         # The chunk walk keeps a (tile, chunk) histogram; where it would not fit in one storage
         # buffer, the parallel method (a per-tile histogram) bins this frame instead.
@@ -281,7 +289,7 @@ class TileBinning:
         uni = dict(n_visible=n_vis, chunk=chunk, num_tiles=num_tiles, tiles_x=tiles_x)
         cs = compute_shader(ctx, "bin.comp", {"PASS": 0, **self._walk_defs()})
         set_uniforms(cs, **uni)
-        cs.run(chunks)
+        cs.run(-(-chunks // self._split()))
         ctx.memory_barrier()
         rows = chunks * (num_tiles // tiles_x)  # PASS 0 counted differences along tile rows: sum them
         cs = compute_shader(ctx, "bin_rows.comp")
@@ -306,7 +314,7 @@ class TileBinning:
             pair_ids.bind_to_image(0, read=False, write=True)
         cs = compute_shader(ctx, "bin.comp", defs)
         set_uniforms(cs, **uni)
-        cs.run(chunks)
+        cs.run(-(-chunks // self._split()))
         ctx.memory_barrier()
         if use_buffer:
             pair_ids.write(buf)  # buffer to texture on the GL side (the blend reads a texture)
@@ -361,7 +369,11 @@ class TileBinning:
                 b.bind_to_storage_buffer(i)
 
     def _walk_defs(self) -> dict:
-        return {"WALK": self.walk, **({"LOCKSTEP": 1} if self.lockstep else {})}
+        return {"WALK": self.walk, "SPLIT": self._split(), **({"LOCKSTEP": 1} if self.lockstep else {})}
+
+    def _split(self) -> int:
+        """Chunks a bin.comp work group walks at once: self.split in lockstep with 8 or more lanes."""
+        return self.split if self.lockstep and self.walk >= 8 else 1
 
     # ---- inspection and resources ------------------------------------------------------------
     def debug_state(self, keys, vals, n: int, bins: Bins | None) -> dict:
