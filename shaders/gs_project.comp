@@ -123,7 +123,6 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
 }
 #endif
 
-
 // Projects Gaussian g; vis = 1 when it passes the twin's culling, pairs = its tile pairs, key its
 // sort key, rect its rects[] entry. A culled Gaussian leaves them as they came (main's culled
 // values): main stores them once, since llvmpipe runs every store of every path under a lane mask

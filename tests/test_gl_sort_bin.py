@@ -444,14 +444,16 @@ def test_storage_buffer_outputs_fall_back_to_images_past_the_binding_limit(gl_ct
     assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
 
 
-def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
-    """8 px tiles: the row spans leave out only tiles where no pixel centre gets alpha >= 1/255
-    (checked on the projected records by brute force), and cut the pairs of thin tilted
-    Gaussians well below their bounding boxes."""
+@pytest.mark.parametrize("bt", [8, (8, 16)], ids=["8", "8x16"])
+def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx, bt):
+    """8 px and 8 x 16 px tiles: the row spans leave out only tiles where no pixel centre gets
+    alpha >= 1/255 (checked on the projected records by brute force), and cut the pairs of thin
+    tilted Gaussians well below their bounding boxes."""
     scene = random_gaussians(400, seed=31, log_scale=-4.0, log_scale_std=0.3)
     scene.scales[:, 0] *= 12.0  # needles in every direction: their boxes hold many empty tiles
     cam = orbit_camera(2.2, 25, 15, 120, 88)
-    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=8)
+    p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
+    tw, th = p.tile_w, p.tile_h
     p.render(scene, cam, RenderSettings())
     st = p.debug_state()
     n = len(scene)
@@ -459,7 +461,7 @@ def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
            for i in range(2)]
     p.release()
     visible = st["sorted_vals"][st["sorted_keys"] != 0xFFFFFFFF]
-    yy, xx = np.mgrid[0:8, 0:8] + 0.5
+    yy, xx = np.mgrid[0:th, 0:tw] + 0.5
     in_spans = box_pairs = 0
     for g in visible:
         x0, y0, x1, y1 = st["rects"][g]
@@ -469,7 +471,7 @@ def test_row_spans_keep_every_tile_a_gaussian_reaches(gl_ctx):
             xa, xb = (x0, x1) if y1 - y0 > 8 else st["spans"][g, ty - y0]
             in_spans += xb - xa
             for tx in range(x0, x1):
-                dx, dy = mx - (8 * tx + xx), my - (8 * ty + yy)
+                dx, dy = mx - (tw * tx + xx), my - (th * ty + yy)
                 reached = (lo + qx * dx * dx + qy * dx * dy + qz * dy * dy >= np.log2(1 / 255)).any()
                 assert not reached or xa <= tx < xb, (g, tx, ty)
     assert in_spans < 0.85 * box_pairs
