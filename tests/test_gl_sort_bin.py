@@ -299,17 +299,21 @@ def test_gpu_paths_on_a_trained_scene(gl_ctx, max_bucket):
 
 @pytest.mark.parametrize("bt", [8, (8, 16)], ids=["8", "8x16"])
 def test_blend_without_subgroup_broadcasts(gl_ctx, bt):
+    """The unbatched blend (no ARB_shader_ballot), and the batched one reading its inputs through
+    texelFetch (other drivers) rather than image loads (CPU rasterizers): the same image."""
     scene = random_gaussians(2000, seed=23, log_scale=-3.4)
     cam = orbit_camera(width=72, height=56)
     imgs = []
-    for batch in (None, 1):
+    for batch, images in ((None, True), (1, True), (None, False)):
         p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
+        p.image_inputs = images
         if batch is not None:
             p.batch = batch  # the path for contexts without ARB_shader_ballot
         imgs.append(p.render(scene, cam, RenderSettings()))
         p.release()
-    assert float((imgs[0].rgb - imgs[1].rgb).abs().max()) < 1e-6
-    assert imgs[0].stats.counters == imgs[1].stats.counters
+    for f in imgs[1:]:
+        assert float((imgs[0].rgb - f.rgb).abs().max()) < 1e-6
+        assert imgs[0].stats.counters == f.stats.counters
 
 
 @pytest.mark.parametrize("m", [70_001, 300_000])

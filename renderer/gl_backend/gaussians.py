@@ -157,6 +157,8 @@ class GaussianPipeline:
         # The software blend writes storage buffers rather than images on CPU rasterizers (cheaper
         # stores there; gs_blend.comp OUT_BUFFERS); draw() then copies them into its textures.
         self.out_buffers = self.software
+        # ... and reads its pair ids and records through image loads (gs_blend.comp IMAGE_INPUTS).
+        self.image_inputs = self.software
         # Likewise the projection's records (gs_project.comp REC_BUFFERS), copied into the record
         # textures after the pass.
         self.rec_buffers = self.software
@@ -323,17 +325,25 @@ class GaussianPipeline:
                             "BATCH": self.batch,
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
                             **(out_bufs.defines if out_bufs is not None else {}),
-                            **({"NO_DEPTH": 1} if no_depth else {})}
+                            **({"NO_DEPTH": 1} if no_depth else {}),
+                            **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
+                # Inputs: texture units 0-2 for texelFetch, or image units 2-4 (IMAGE_INPUTS); the
+                # uniforms name the unit either way.
+                inputs_as_images = self.blend == "software" and self.image_inputs
                 for i, t in enumerate([pair_ids, *recs]):
-                    t.use(location=i)
+                    if inputs_as_images:
+                        t.bind_to_image(2 + i, read=True, write=False)
+                    else:
+                        t.use(location=i)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
-                set_uniforms(cs, pair_ids=0, rec0=1, rec1=2, image_size=(W, H), tiles_x=tiles_x,
-                             range_base=bins.range_base,
+                unit = 2 if inputs_as_images else 0
+                set_uniforms(cs, pair_ids=unit, rec0=unit + 1, rec1=unit + 2, image_size=(W, H),
+                             tiles_x=tiles_x, range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
                 cs.run(tiles_x, tiles_y)
