@@ -4,6 +4,7 @@
 //   0 geom  vec4[3N]  per Gaussian (mean.xyz, opacity), then (quat wxyz) and (scale.xyz, 0),
 //                     or with HAS_COVARS: (c00, c01, c02, c11) and (c12, c22, 0, 0)
 //   1 sh    float[N*K*3]  SH coefficients, INRIA order, coefficient-major then channel (sh.glsl; K = SH_K)
+//   with IMAGE_INPUTS, images 2 and 3 (rgba32f) in their place, the same words in texel order
 //   images 0 rec0 (rgba32f), 1 rec1 (rgba32ui), PAIR_TEX_W wide: out, projected record of Gaussian
 //            g at pair_coord(g) (gs_common.glsl); with REC_BUFFERS std430 7 vec4[], 8 uvec4[] by g
 //   3 rects uvec4[N]  out: tile rectangle in blend tiles (BLEND_TILE px), packed, and its row spans
@@ -25,6 +26,17 @@
 layout(local_size_x = 128) in;
 
 layout(std430, binding = 0) readonly buffer Geom { vec4 geom[]; };
+#ifdef IMAGE_INPUTS
+// CPU rasterizers: geom and SH read from RGBA32F images (texel i at (i % PAIR_TEX_W, i / PAIR_TEX_W))
+// with imageLoad, which llvmpipe runs as plain per-lane reads where a storage-buffer read is a
+// loop over the lanes (gaussians.py _SceneBuffers).
+layout(rgba32f, binding = 2) readonly uniform image2D geom_img;
+layout(rgba32f, binding = 3) readonly uniform image2D sh_img;
+#define GEOM(i) imageLoad(geom_img, pair_coord(i))
+#define SH_IMAGE sh_img
+#else
+#define GEOM(i) geom[i]
+#endif
 #ifdef REC_BUFFERS
 // CPU rasterizers: storage buffers laid out as the record textures (the host copies them over),
 // as llvmpipe's imageStore costs more than a buffer store.
@@ -129,9 +141,9 @@ uint row_spans(vec2 m, vec3 cov, float k2, inout ivec2 rmin, inout ivec2 rmax, o
 // (a loop over the lanes each): with the stores in each culling branch the pass took 1.1x as long
 // (100k and 300k Gaussians, 800x800).
 void project(uint g, inout uint vis, inout uint pairs, inout uint key, inout uvec4 rect) {
-    vec4 g0 = geom[3u * g];
-    vec4 g1 = geom[3u * g + 1u];
-    vec4 g2 = geom[3u * g + 2u];
+    vec4 g0 = GEOM(3u * g);
+    vec4 g1 = GEOM(3u * g + 1u);
+    vec4 g2 = GEOM(3u * g + 2u);
     vec3 mean = g0.xyz;
     float opacity = g0.w;
 

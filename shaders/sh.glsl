@@ -4,7 +4,8 @@
 //   where it is a multiple of 4 (SH_K 4): on llvmpipe a storage-buffer read is a loop over the SIMD
 //   lanes, so 12 vec4 reads instead of 48 floats made gs_project.comp ~35% faster at degree 3, and
 //   6 dvec4 reads instead of 12 vec4 another 0.87x to 0.91x (100k, 300k Gaussians).
-// Defines: SH_K, the coefficients stored per primitive (1, 4, 9 or 16), so that the loads unroll.
+// Defines: SH_K, the coefficients stored per primitive (1, 4, 9 or 16), so that the loads unroll;
+//   SH_IMAGE (optional): an image to read them from instead (imageLoad; llvmpipe, see gs_project.comp).
 // Reference: REFERENCE.md 1.2; constants from graphdeco-inria/diff-gaussian-rasterization >
 // cuda_rasterizer/auxiliary.h (SH_C0..SH_C3); twin: renderer/torch_backend/sh.py.
 const float SH_C0 = 0.28209479177387814;
@@ -16,7 +17,9 @@ const float SH_C3[7] = float[7](-0.5900435899266435, 2.890611442640554, -0.45704
                                 -0.5900435899266435);
 
 #define SH_FLOATS (SH_K * 3)
-#if SH_FLOATS % 8 == 0
+#if defined(SH_IMAGE) && SH_FLOATS % 4 == 0
+// (the includer declares the image SH_IMAGE: SH_FLOATS / 4 RGBA32F texels per primitive, in order)
+#elif SH_FLOATS % 8 == 0
 // 32 bytes per read, as a dvec4 whose bits are the floats (no double arithmetic; a read test took
 // 0.65x the time of vec4 reads).
 layout(std430, binding = 1) readonly buffer SH { dvec4 sh8[]; };
@@ -28,7 +31,12 @@ layout(std430, binding = 1) readonly buffer SH { float sh[]; };
 float sh_c[SH_FLOATS];   // the coefficients of the primitive being shaded
 
 void load_sh(uint g) {
-#if SH_FLOATS % 8 == 0
+#if defined(SH_IMAGE) && SH_FLOATS % 4 == 0
+    for (int i = 0; i < SH_FLOATS / 4; ++i) {
+        vec4 v = imageLoad(SH_IMAGE, pair_coord(g * uint(SH_FLOATS / 4) + uint(i)));
+        sh_c[4 * i] = v.x; sh_c[4 * i + 1] = v.y; sh_c[4 * i + 2] = v.z; sh_c[4 * i + 3] = v.w;
+    }
+#elif SH_FLOATS % 8 == 0
     for (int i = 0; i < SH_FLOATS / 8; ++i) {
         dvec4 d = sh8[g * uint(SH_FLOATS / 8) + uint(i)];
         uvec2 a = unpackDouble2x32(d.x), b = unpackDouble2x32(d.y);

@@ -494,3 +494,25 @@ def test_chunk_walks_with_barriers_and_other_widths(gl_ctx, walk, lockstep, spli
     st = _render_and_check(p, scene, orbit_camera(2.5, 35, 15, 120, 90))
     assert st["ids"].size > 5000 and p._last["bins"].chunks >= 1
     p.release()
+
+
+@pytest.mark.parametrize("degree", [0, 1, 2, 3])
+def test_projection_reads_images_or_buffers_alike(gl_ctx, degree):
+    """CPU rasterizers read a scene's geom and SH through images where the SH fill whole texels
+    (degrees 1 and 3), else through the storage buffers: one image either way, and the textures
+    are freed with the scene."""
+    scene = random_gaussians(1500, seed=32, sh_degree=degree, log_scale=-3.3)
+    cam = orbit_camera(width=80, height=60)
+    frames = []
+    for images in (True, False):
+        p = GaussianPipeline(gl_ctx, timing="off")
+        p.image_inputs = images
+        frames.append(p.render(scene, cam, RenderSettings()))
+        has = p.scene.textures is not None
+        assert has == (images and degree in (1, 3)), (images, degree)
+        held = p.resource_stats()["objects"]
+        p.release_scene()
+        assert p.resource_stats()["objects"] < held
+        p.release()
+    assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
+    assert frames[0].stats.counters == frames[1].stats.counters and float(frames[0].alpha.max()) > 0.3
