@@ -20,6 +20,8 @@ version counters); changing the camera only changes uniforms.
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
@@ -73,8 +75,9 @@ class _SceneBuffers(GeomShBuffers):
     with textures=True also as RGBA32F textures (`textures`: geom, sh; None where the SH are not
     whole texels or the textures would be too tall), which gs_project.comp reads with imageLoad
     (IMAGE_INPUTS): on llvmpipe a storage-buffer read is a loop over the SIMD lanes, an image load
-    plain per-lane reads (a random vec4 read took 0.35x the time; the projection 0.758x at 100k
-    Gaussians, 0.748x at 300k, bench scene). The buffers stay: the marker pipeline reads them."""
+    plain per-lane reads (a random vec4 read took 0.35x the time; the projection 0.755x at 100k
+    Gaussians, 0.765x at 300k, bench scene). With textures the storage buffers are made from them
+    on first use only (the marker pipeline reads buffers), so the scene is held once."""
 
     def __init__(self, ctx, scene, textures: bool = False):
         n = len(scene)
@@ -101,25 +104,62 @@ class _SceneBuffers(GeomShBuffers):
             geom[bad] = 0.0
             geom[bad, 0, :3] = np.nan
             sh[bad] = 0.0
-        self.store(ctx, scene, geom, sh, _scene_key(scene), empty_geom=48)
+        self.ctx = ctx
         self.textures = None
+        self._geom = self._sh = None
         texels = 3 * self.k * n // 4  # SH texels
         max_rows = int(ctx.info.get("GL_MAX_TEXTURE_SIZE", 16384))
         if textures and n > 0 and (3 * self.k) % 4 == 0 and -(-texels // PAIR_TEX_W) <= max_rows:
             self.textures = [_texels(ctx, geom.reshape(-1, 4)), _texels(ctx, sh.reshape(-1, 4))]
+            self.bounds = scene.bounds()
+            self.key = _scene_key(scene)
+            self.ref = weakref.ref(scene)
+        else:
+            self.store(ctx, scene, geom, sh, _scene_key(scene), empty_geom=48)
+
+    def _buffer(self, i: int):
+        """Texture i's texels as a storage buffer (in texel order: the buffers' layout, padded)."""
+        tex = self.textures[i]
+        buf = self.ctx.buffer(reserve=16 * tex.width * tex.height)
+        tex.read_into(buf)
+        return buf
+
+    @property
+    def geom(self):
+        if self._geom is None:
+            self._geom = self._buffer(0)
+        return self._geom
+
+    @geom.setter
+    def geom(self, buf) -> None:
+        self._geom = buf
+
+    @property
+    def sh(self):
+        if self._sh is None:
+            self._sh = self._buffer(1)
+        return self._sh
+
+    @sh.setter
+    def sh(self, buf) -> None:
+        self._sh = buf
+
+    def _held(self) -> list:
+        return [o for o in (self._geom, self._sh, *(self.textures or ())) if o is not None]
 
     @property
     def count(self) -> int:
-        return 2 + (0 if self.textures is None else 2)
+        return len(self._held())
 
     @property
     def nbytes(self) -> int:
-        return super().nbytes + sum(16 * t.width * t.height for t in self.textures or ())
+        buffers = sum(b.size for b in (self._geom, self._sh) if b is not None)
+        return buffers + sum(16 * t.width * t.height for t in self.textures or ())
 
     def release(self) -> None:
-        super().release()
-        for t in self.textures or ():
-            t.release()
+        for o in self._held():
+            o.release()
+        self._geom = self._sh = None
         self.textures = None
 
 
@@ -310,7 +350,8 @@ class GaussianPipeline:
                         for i, t in enumerate(scene_tex):
                             t.bind_to_image(2 + i, read=True, write=False)
                     cs = compute_shader(ctx, "gs_project.comp", defs)
-                    for i, b in ((0, sb.geom), (1, sb.sh), (3, rects), (4, keys), (6, counters)):
+                    inputs = () if scene_tex is not None else ((0, sb.geom), (1, sb.sh))
+                    for i, b in (*inputs, (3, rects), (4, keys), (6, counters)):
                         b.bind_to_storage_buffer(i)
                     npairs = self.scratch.get("npairs", 4 * n) if self.host_counts else None
                     if npairs is not None:
