@@ -70,6 +70,20 @@ def _scene_key(scene) -> tuple:
     return scene_key(scene, tensors)
 
 
+def _lazy_buffer(slot: str, texture: int) -> property:
+    """A _SceneBuffers storage buffer kept in `slot`, made from textures[texture] on first use."""
+
+    def get(self):
+        if getattr(self, slot) is None:
+            setattr(self, slot, self._buffer(texture))
+        return getattr(self, slot)
+
+    def put(self, buf) -> None:
+        setattr(self, slot, buf)
+
+    return property(get, put)
+
+
 class _SceneBuffers(GeomShBuffers):
     """A scene's per-Gaussian data on the GPU: geom (3 vec4 per Gaussian) and SH coefficients, and
     with textures=True also as RGBA32F textures (`textures`: geom, sh; None where the SH are not
@@ -124,25 +138,8 @@ class _SceneBuffers(GeomShBuffers):
         tex.read_into(buf)
         return buf
 
-    @property
-    def geom(self):
-        if self._geom is None:
-            self._geom = self._buffer(0)
-        return self._geom
-
-    @geom.setter
-    def geom(self, buf) -> None:
-        self._geom = buf
-
-    @property
-    def sh(self):
-        if self._sh is None:
-            self._sh = self._buffer(1)
-        return self._sh
-
-    @sh.setter
-    def sh(self, buf) -> None:
-        self._sh = buf
+    geom = _lazy_buffer("_geom", 0)
+    sh = _lazy_buffer("_sh", 1)
 
     def _held(self) -> list:
         return [o for o in (self._geom, self._sh, *(self.textures or ())) if o is not None]
