@@ -252,8 +252,8 @@ class TileBinning:
             raise RuntimeError(f"this frame has {expect_pairs:,} (tile, primitive) pairs, more than this GL "
                                f"implementation can bin ({min(self.max_pairs, self.max_words):,}); "
                                "lower the resolution or the splat scale")
-        # Loop iterations of all walks: one per WALK pairs, at most one more per primitive for its
-        # last partial batch of tiles, one per WALK primitives staged.
+        # Loop iterations of all walks: one per LANES pairs, at most one more per primitive for its
+        # last partial batch of tiles, one per LANES primitives staged (LANES = walk // split).
         iterations = (expect_pairs + n_vis) // (self.walk // self._split()) + n_vis
         chunks = min(n_vis, max(1, -(-iterations * self.chunk_scale // WALK_ITERATIONS)))
         # The chunk walk keeps a (tile, chunk) histogram; where it would not fit in one storage
