@@ -212,9 +212,9 @@ void project(uint g, inout uint vis, inout uint pairs, inout uint key, inout uve
 #ifdef CULL_TILES
     // Blend tiles (8 or 16 px wide, 8 or 16 px tall) inside the 16 px rectangle, kept only where
     // they can reach a pixel centre with alpha >= 1/255: o exp(-q/2) >= 1/255 <=> q <= 2 ln(255 o),
-    // whose ellipse spans
-    // +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are skipped by the blend's
-    // alpha test anyway, so the image is unchanged; only fewer pixels test this Gaussian.
+    // whose ellipse spans +-sqrt(2 ln(255 o) cov_xx) in x (likewise y). Pixels outside it are
+    // skipped by the blend's alpha test anyway, so the image is unchanged; only fewer pixels test
+    // this Gaussian.
     float k2 = 2.0 * log(255.0 * op);
     uint span_pairs = 0u;
     if (!(k2 > 0.0)) { rmin = rmax = ivec2(0); }
