@@ -159,7 +159,7 @@ def choose_renderer(name: str | None, scene):
         if not ok:
             raise UsageError(f"the gl backend is not available here ({reason}); try --backend torch")
         try:
-            r = get_renderer("gl")
+            r = get_renderer("gl", count_blends=False)  # a video needs no blend counts
         except Exception as e:  # noqa: BLE001 - context creation failures come in many types
             raise UsageError(f"the gl backend could not start ({e}); try --backend torch") from None
     else:
@@ -167,7 +167,7 @@ def choose_renderer(name: str | None, scene):
         r = None
         if ok:
             try:
-                r = get_renderer("gl")
+                r = get_renderer("gl", count_blends=False)
                 if not r.supports(scene):
                     reason, r = f"it cannot render a {getattr(scene, 'kind', '?')} scene", None
                 elif r.prefers_torch(scene):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import orbit_camera, random_gaussians, shared_file
+from conftest import orbit_camera, psnr, random_gaussians, shared_file
 
 from renderer import Camera, RenderSettings
 from renderer.gl_backend.context import is_software, loop_cap
@@ -202,6 +202,24 @@ def test_tile_sizes_give_the_same_image(gl_ctx):
     assert pairs[1] < 0.9 * pairs[0] and pairs[3] < 0.9 * pairs[2] and pairs[3] == pairs[4]
 
 
+def test_blends_are_counted_only_when_asked(gl_ctx):
+    """count_blends=False (videos, the bench's timed frames): the same image, and no blend count
+    in the stats rather than a 0 (the software blend; the hardware one counts anyway)."""
+    scene = random_gaussians(2000, seed=25, log_scale=-3.4)
+    cam = orbit_camera(width=64, height=48)
+    p = GaussianPipeline(gl_ctx, timing="off")
+    counted = p.render(scene, cam, RenderSettings())
+    p.count_blends = False
+    quiet = p.render(scene, cam, RenderSettings())
+    p.count_blends = True
+    again = p.render(scene, cam, RenderSettings())
+    p.release()
+    assert torch.equal(counted.rgb, quiet.rgb) and torch.equal(counted.depth, quiet.depth)
+    assert counted.stats.counters["blended_samples"] > 1000
+    assert again.stats.counters == counted.stats.counters
+    assert ("blended_samples" in quiet.stats.counters) == (p.blend == "hardware")
+
+
 def test_cpu_and_gpu_sort_agree(gl_ctx):
     scene = random_gaussians(3000, seed=13, log_scale=-3.5)
     cam = orbit_camera(width=64, height=48)
@@ -253,6 +271,17 @@ def test_parallel_binning_checks_its_pair_count_after_the_frame(gl_ctx):
     p.release()
 
 
+def _close_but_for_exp2(want, got, max_err: float = 4e-3) -> None:
+    """The software blend's image against the hardware blend's or another exp2 scheme's: alpha
+    differs by gs_blend.comp's cubic exp2 (1e-4 relative), which moves a rare sample across the
+    1/255 or the stopping threshold (one such: up to ~1e-3 in a pixel); the counts alike."""
+    for a, b in ((want.rgb, got.rgb), (want.alpha, got.alpha)):
+        assert float((a - b).abs().max()) < max_err and psnr(a, b) > 65
+    cw, cg = dict(want.stats.counters), dict(got.stats.counters)
+    bw, bg = cw.pop("blended_samples"), cg.pop("blended_samples")
+    assert cw == cg and abs(bw - bg) <= 1e-4 * bw + 2
+
+
 def _gpu_pipeline(ctx, bt):
     """Every GPU choice on this context: hardware blend, parallel bins, per-group atomics."""
     p = GaussianPipeline(ctx, timing="off", blend_tile=bt, blend="hardware", bin_method="parallel")
@@ -270,16 +299,16 @@ def test_gpu_paths_give_the_software_image(gl_ctx, bt):
             frames.append(p.render(scene, cam, RenderSettings(mode=mode, antialias="mip")))
         p.release()
     sw, sw_d, hw, hw_d = frames
-    assert float((sw.rgb - hw.rgb).abs().max()) < 1e-5 and float((sw.alpha - hw.alpha).abs().max()) < 1e-5
-    assert float((sw_d.rgb - hw_d.rgb).abs().max()) < 1e-4
-    assert sw.stats.counters == hw.stats.counters
+    _close_but_for_exp2(sw, hw)
+    assert psnr(sw_d.rgb, hw_d.rgb) > 60
 
 
 @pytest.mark.parametrize("max_bucket", [64, 1], ids=["buckets", "bitonic-fallback"])
 def test_gpu_paths_on_a_trained_scene(gl_ctx, max_bucket):
     """A trained scene (the real 3DGS file), whose tiles hold ranks in runs where random clouds
     spread them: the GPU choices (culled 16 px tiles, parallel bins with the bucket sort or its
-    bitonic fallback, the hardware blend) bin as numpy does and give the software image."""
+    bitonic fallback, the hardware blend) bin as numpy does and give the software image (but for
+    the software blend's exp2, _close_but_for_exp2)."""
     from renderer.bench import frame_camera
     from scenes import load_scene
 
@@ -293,8 +322,8 @@ def test_gpu_paths_on_a_trained_scene(gl_ctx, max_bucket):
     _render_and_check(p, scene, cam)
     got = p.render(scene, cam, RenderSettings())
     p.release()
-    assert float((want.rgb - got.rgb).abs().max()) < 1e-5
-    assert want.stats.counters == got.stats.counters and float(want.alpha.mean()) > 0.05
+    _close_but_for_exp2(want, got)
+    assert float(want.alpha.mean()) > 0.05
 
 
 @pytest.mark.parametrize("bt", [8, (8, 16)], ids=["8", "8x16"])
@@ -420,10 +449,7 @@ def test_software_blend_with_barriers_gives_the_lockstep_image(gl_ctx):
     for f in frames[1:3]:
         assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
         assert frames[0].stats.counters == f.stats.counters
-    f, ref = frames[3], frames[0]
-    assert float((f.rgb - ref.rgb).abs().max()) < 1e-3 and float((f.alpha - ref.alpha).abs().max()) < 1e-3
-    blended, want = f.stats.counters["blended_samples"], ref.stats.counters["blended_samples"]
-    assert abs(blended - want) <= 1e-4 * want
+    _close_but_for_exp2(frames[0], frames[3])
 
 
 def test_storage_buffer_outputs_fall_back_to_images_past_the_binding_limit(gl_ctx):

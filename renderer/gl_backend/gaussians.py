@@ -185,12 +185,17 @@ class GaussianPipeline:
     pixels_per_thread: pixels one software-blend invocation shades, one column (None: 16 for 8 x 16
     tiles, else 8). bin_method: "auto" | "chunks"
     | "parallel" (binning.TileBinning). blend: "auto" | "software" (gs_blend.comp) | "hardware"
-    (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image.
+    (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image, but
+    for the software blend's exp2 (a cubic: alpha within 1e-4 relative).
+    count_blends: count the pixel blends into FrameStats.counters["blended_samples"] (the software
+    blend spends ~8% of its time on it and leaves the counter out without; the hardware blend
+    always counts). An attribute: it may change between frames.
     """
 
     def __init__(self, ctx, sort: str = "auto", timing: str = "auto",
                  blend_tile: int | tuple[int, int] | None = 8, pixels_per_thread: int | None = None,
-                 bin_method: str = "auto", blend: str = "auto", exact_tiles: bool = False):
+                 bin_method: str = "auto", blend: str = "auto", exact_tiles: bool = False,
+                 count_blends: bool = True):
         if sort not in ("auto", "gpu", "cpu"):
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
         if blend not in ("auto", "software", "hardware"):
@@ -213,6 +218,7 @@ class GaussianPipeline:
         self.blend_tile = tw if tw == th else (tw, th)
         self.exact_tiles = exact_tiles and (tw, th) == (16, 16)
         self.ppt = pixels_per_thread
+        self.count_blends = count_blends
         self.software = is_software(ctx)
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
         # gs_blend.comp (8-wide SIMD lanes, per-subgroup staging, PPT pixels per invocation) and bin
@@ -404,6 +410,7 @@ class GaussianPipeline:
                             "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
                             **(out_bufs.defines if out_bufs is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {}),
+                            **({"COUNT_BLENDS": 1} if self.count_blends else {}),
                             **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
@@ -439,9 +446,11 @@ class GaussianPipeline:
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         self.binning.check(bins, counters_np)
         check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
-        stats = run.stats({
-            "visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]), "tile_px": tw,
-            "tile_px_h": th})
+        counts = {"visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]),
+                  "tile_px": tw, "tile_px_h": th}
+        if self.blend == "software" and not self.count_blends:
+            del counts["blended_samples"]  # not counted (a 0 would read as a measurement)
+        stats = run.stats(counts)
         shown = out_bufs.shown if out_bufs is not None else None  # display-ready RGBA8, if written
         return (out_rgba if shown is None else shown), out_depth, stats, arrays
 
