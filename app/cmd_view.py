@@ -46,6 +46,16 @@ def run(args) -> int:
     if path is not None and not Path(path).exists():
         raise UsageError(f"{path}: no such file or folder")
 
+    from renderer.gl_backend.context import denormals_flushed
+
+    # The whole session with denormals flushed: llvmpipe starts its compute threads, which inherit
+    # this thread's floating-point state, when Qt first initialises GL (denormals cost a blend ~10x
+    # per vector operation; renderer/gl_backend/context.py).
+    with denormals_flushed():
+        return _run_app(args, size, path)
+
+
+def _run_app(args, size, path) -> int:
     from PySide6.QtGui import QSurfaceFormat
     from PySide6.QtWidgets import QApplication
 
