@@ -19,9 +19,9 @@
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
-//   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below); samplers pair_ids (usampler2D, Gaussian per
-//   pair), rec0, rec1 (records, see gs_project.comp), or with IMAGE_INPUTS images 2, 3, 4 (r32ui,
-//   rgba32f, rgba32ui); the outputs of pixel_out.glsl.
+//   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below); samplers pair_ids
+//   (usampler2D, Gaussian per pair), rec0, rec1 (records, see gs_project.comp), or with
+//   IMAGE_INPUTS images 2, 3, 4 (r32ui, rgba32f, rgba32ui); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; one
 //   iteration here is a batch, so a tile may blend up to ~65535 * BATCH pairs. A tile that ran
 //   into the limit (pairs left and a pixel still open) is counted in counters[6]: the host raises.
