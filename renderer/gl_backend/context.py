@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import platform
+import struct
 import sys
 
 GL_REQUIRE = 430  # compute shaders and shader storage buffers
@@ -19,11 +22,11 @@ _FTZ_DAZ = 0x8040
 _FENV_BYTES, _MXCSR_OFFSET = 32, 28  # glibc's x86-64 fenv_t: the x87 environment, then MXCSR
 
 
+@functools.cache
 def _libm():
     """glibc's libm where fenv_t has the x86-64 layout above, else None."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return None
-    import ctypes
     import ctypes.util
 
     try:
@@ -31,6 +34,23 @@ def _libm():
         return libm if hasattr(libm, "fegetenv") and hasattr(libm, "fesetenv") else None
     except OSError:
         return None
+
+
+def _flushing_env():
+    """(libm, this thread's floating-point environment, the same with FTZ and DAZ set), or None
+    where that cannot be done safely."""
+    libm = _libm()
+    if libm is None:
+        return None
+    saved = (ctypes.c_ubyte * _FENV_BYTES)()
+    if libm.fegetenv(saved) != 0:
+        return None
+    mxcsr = struct.unpack_from("<I", bytes(saved), _MXCSR_OFFSET)[0]
+    if mxcsr & 0x1F80 != 0x1F80:  # not the usual all-masked exceptions: not a layout we know
+        return None
+    flushed = (ctypes.c_ubyte * _FENV_BYTES).from_buffer_copy(saved)
+    struct.pack_into("<I", flushed, _MXCSR_OFFSET, mxcsr | _FTZ_DAZ)
+    return libm, saved, flushed
 
 
 @contextlib.contextmanager
@@ -44,23 +64,11 @@ def denormals_flushed():
     underflow (the tails of large Gaussians in trained scenes) runs at a denormal's ~10x cost per
     vector operation: a test loop took 10.6x as long on denormal values.
     """
-    import ctypes
-    import struct
-
-    libm = _libm()
-    if libm is None:
+    env = _flushing_env()
+    if env is None:
         yield
         return
-    saved = (ctypes.c_ubyte * _FENV_BYTES)()
-    if libm.fegetenv(saved) != 0:
-        yield
-        return
-    mxcsr = struct.unpack_from("<I", bytes(saved), _MXCSR_OFFSET)[0]
-    if mxcsr & 0x1F80 != 0x1F80:  # not the usual all-masked exceptions: not a layout we know
-        yield
-        return
-    flushed = (ctypes.c_ubyte * _FENV_BYTES).from_buffer_copy(saved)
-    struct.pack_into("<I", flushed, _MXCSR_OFFSET, mxcsr | _FTZ_DAZ)
+    libm, saved, flushed = env
     libm.fesetenv(flushed)
     try:
         yield
