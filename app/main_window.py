@@ -76,6 +76,7 @@ class MainWindow(QMainWindow):
         self.stats_panel = StatsPanel(self.session)
         self.stats_dock = self._dock("Statistics", "stats_dock", self.stats_panel,
                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.stats_dock.visibilityChanged.connect(self.viewport.set_count_blends)
         self.playback = Playback(self.session, self)
         self.timeline_panel = TimelinePanel(self.session, self.playback)
         self.timeline_dock = self._dock("Timeline", "timeline_dock", self.timeline_panel,
@@ -313,6 +314,8 @@ class MainWindow(QMainWindow):
             self.resize(1200, 800)
         if state is not None:
             self.restoreState(state)
+        # (a dock hidden before the window is first shown emits no visibilityChanged)
+        self.viewport.set_count_blends(not self.stats_dock.isHidden())
 
     def save_layout(self):
         s = app_settings()

@@ -199,11 +199,15 @@ def test_screenshot_camera_json_and_layout(qtbot, loaded, tmp_path):
     np.testing.assert_allclose(cam["T_world_camera"], loaded.session.rig.pose)
 
     assert "W / S" in loaded.key_bindings_text()
-    loaded.stats_dock.hide()
+    gl = loaded.viewport.renderer("gl") if loaded.viewport.ctx is not None else None
+    assert loaded.viewport.count_blends and (gl is None or gl.count_blends)
+    loaded.stats_dock.hide()  # nobody sees the blend counts: the GL blend stops counting them
+    assert not loaded.viewport.count_blends and (gl is None or not gl.count_blends)
     loaded.close()
     again = make_window(qtbot)
     try:
         assert not again.stats_dock.isVisible() and again.scene_dock.isVisible()
+        assert not again.viewport.count_blends
         assert again.recent_files()[0].endswith(SCENE.split("/")[-1])
     finally:
         again.close()
