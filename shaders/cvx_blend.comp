@@ -1,18 +1,19 @@
 #version 430
 // cvx_blend.comp: front-to-back alpha blending of each tile's depth-sorted convex splats.
 // One work group per BLEND_TILE^2 tile; each invocation shades PPT consecutive pixels of one
-// column, so one texelFetch of a pair's record (CVX_REC texels) serves PPT pixels.
+// column, so one fetch of a pair's record (CVX_REC texels) serves PPT pixels.
 // Per pixel p and convex: v_k = z delta L_k(p) (record lines), phi = LSE_k v_k computed as
 // m + log sum exp(v_k - m), I = 1 / (1 + exp(z sigma phi)), alpha = min(0.99, o I); skip
 // alpha < 1/255, stop once T (1 - alpha) < 1e-4, else C += c alpha T (as gs_blend.comp).
 // Bindings: std430 0 hist (tile ranges, see bin.comp / binning.py), std430 1 counters
 //   (counters[1] += pixel samples blended, counters[6] += columns cut short); samplers pair_ids
-//   (usampler2D, convex per pair), rec (records, cvx_common.glsl); the outputs of pixel_out.glsl.
+//   (usampler2D, convex per pair), rec (records, cvx_common.glsl), or with IMAGE_INPUTS images 2
+//   and 3 (r32ui, rgba32f); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; a
 // column would need ~65k pairs over unsaturated pixels to reach it (the inner loops are unrolled).
 // One that did (pairs left, a pixel open) is counted in counters[6]: the host raises.
 // Defines: NPTS, BLEND_TILE (16 or 8 px), PPT (divides BLEND_TILE), STEP = BLEND_TILE / PPT,
-//   OUT_BUFFERS (pixel_out.glsl).
+//   OUT_BUFFERS (pixel_out.glsl), IMAGE_INPUTS (optional, see the bindings).
 // References: REFERENCE.md 4; convexsplatting/diff-convex-rasterization > cuda_rasterizer/forward.cu
 // > renderCUDA; twin: renderer/torch_backend/convex.py convex_alpha_fn with rasterize.blend_tiles.
 #include "gs_common.glsl"
@@ -23,8 +24,17 @@ layout(local_size_x = BLEND_TILE, local_size_y = STEP) in;
 
 layout(std430, binding = 0) readonly buffer Hist { uint hist[]; };
 layout(std430, binding = 1) buffer Counters { uint counters[]; };
+#ifdef IMAGE_INPUTS
+// CPU rasterizers: the pair ids and records through image loads, which llvmpipe runs as plain
+// per-lane reads where a texelFetch goes through its sampler code (gs_blend.comp IMAGE_INPUTS).
+layout(r32ui, binding = 2) readonly uniform uimage2D pair_ids;
+layout(rgba32f, binding = 3) readonly uniform image2D rec;
+#define FETCH(tex, c) imageLoad(tex, c)
+#else
 uniform usampler2D pair_ids;
 uniform sampler2D rec;
+#define FETCH(tex, c) texelFetch(tex, c, 0)
+#endif
 
 uniform ivec2 image_size;
 #include "pixel_out.glsl"
@@ -66,12 +76,12 @@ void main() {
     uint p = start;
     do {
         bool in_tile = p < end;
-        uint g = texelFetch(pair_ids, pair_coord(min(p, max(end, 1u) - 1u)), 0).r;
-        vec4 r0 = texelFetch(rec, cvx_coord(g, 0), 0);
-        vec4 r1 = texelFetch(rec, cvx_coord(g, 1), 0);
+        uint g = FETCH(pair_ids, pair_coord(min(p, max(end, 1u) - 1u))).r;
+        vec4 r0 = FETCH(rec, cvx_coord(g, 0));
+        vec4 r1 = FETCH(rec, cvx_coord(g, 1));
         float e[4 * CVX_EDGE_TEXELS];
         for (int j = 0; j < CVX_EDGE_TEXELS; ++j) {
-            vec4 t = texelFetch(rec, cvx_coord(g, 2 + j), 0);
+            vec4 t = FETCH(rec, cvx_coord(g, 2 + j));
             e[4 * j] = t.x; e[4 * j + 1] = t.y; e[4 * j + 2] = t.z; e[4 * j + 3] = t.w;
         }
         float dx = fx - r0.x;

@@ -176,6 +176,24 @@ def test_tile_sizes_give_the_same_image(gl_ctx):
     assert frames[1].stats.counters["tile_pairs"] < 4 * frames[0].stats.counters["tile_pairs"]
 
 
+def test_image_and_texel_fetch_inputs_give_the_same_image(gl_ctx):
+    """The blend reads its pair ids and records through image loads on CPU rasterizers and
+    texelFetch elsewhere (cvx_blend.comp IMAGE_INPUTS): one image, one count."""
+    from renderer.gl_backend.convex import ConvexPipeline
+
+    scene = _scene(600, seed=9, size=0.1)
+    cam = orbit_camera(width=100, height=70)
+    frames = []
+    for images in (True, False):
+        p = ConvexPipeline(gl_ctx, timing="off")
+        p.image_inputs = images
+        frames.append(p.render(scene, cam, RenderSettings(mode="depth")))
+        p.release()
+    assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
+    assert frames[0].stats.counters == frames[1].stats.counters
+    assert frames[0].stats.counters["blended_samples"] > 1000
+
+
 def test_draw_returns_texture_and_stats(gl):
     scene, camera = _scene(), _camera("outside")
     tex, stats = gl.draw(scene, camera, RenderSettings())

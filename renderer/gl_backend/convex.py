@@ -112,6 +112,8 @@ class ConvexPipeline:
         self._last: dict = {}
         # Pixels into storage buffers on CPU rasterizers (pipeline.PixelBuffers), as GaussianPipeline.
         self.out_buffers = is_software(ctx)
+        # ... and reads its pair ids and records through image loads (cvx_blend.comp IMAGE_INPUTS).
+        self.image_inputs = is_software(ctx)
 
     # ---- resources -------------------------------------------------------------------------
     def _scene_buffers(self, scene) -> _ConvexBuffers:
@@ -202,16 +204,23 @@ class ConvexPipeline:
                 out_bufs = PixelBuffers.for_blend(self.scratch, self.textures, W, H, self.binning.max_words,
                                                   display and not readback) if self.out_buffers else None
                 defs = {"NPTS": k, "BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt,
-                        **(out_bufs.defines if out_bufs is not None else {})}
+                        **(out_bufs.defines if out_bufs is not None else {}),
+                        **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
                 cs = compute_shader(ctx, "cvx_blend.comp", defs)
                 bins.hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
-                pair_ids.use(location=0)
-                rec.use(location=1)
+                # Inputs: texture units 0-1 for texelFetch, or image units 2-3 (IMAGE_INPUTS); the
+                # uniforms name the unit either way.
+                unit = 2 if self.image_inputs else 0
+                for i, t in enumerate((pair_ids, rec)):
+                    if self.image_inputs:
+                        t.bind_to_image(unit + i, read=True, write=False)
+                    else:
+                        t.use(location=i)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
-                set_uniforms(cs, pair_ids=0, rec=1, image_size=(W, H), tiles_x=tiles_x,
+                set_uniforms(cs, pair_ids=unit, rec=unit + 1, image_size=(W, H), tiles_x=tiles_x,
                              range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
