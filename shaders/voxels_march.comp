@@ -10,10 +10,11 @@
 //                            (group 0 = (density, f0, f1, f2), then f3..), width 2^texw_log2
 //   texture unit 1 links_tex isampler3D R32I (SPARSE): voxel index or -1, texel (k, j, i)
 //   texture unit 2 mask_tex  usampler3D R8UI (HAS_MASK): occupancy, texel (k, j, i)
+//   (with IMAGE_INPUTS those three are images 2, 3 and 4: rgba32f, r32i, r8ui)
 //   texture unit 3 mlp_tex   sampler2D  RGBA32F (MLP_TEX): MLP weights when a layer exceeds a uniform block
 //   ubo 0 MLPB biases, ubo 1+l MLPW<l> weights of layer l (row-major, rows padded to vec4s), l < 6
 // Defines: G, C, COLOR_MODE (0 sigmoid(k0), 1 MLP, 2 SH), ACT (0 softplus+shift, 1 relu), SPARSE, HAS_MASK,
-//   PE, RGBNET_DIRECT, MLP_LAYERS, MLP_DIMS, MLP_MAXW4, MLP_W0..MLP_W5, MLP_B4, MLP_TEX.
+//   PE, RGBNET_DIRECT, MLP_LAYERS, MLP_DIMS, MLP_MAXW4, MLP_W0..MLP_W5, MLP_B4, MLP_TEX, IMAGE_INPUTS.
 // Interpolation is a manual trilinear with texelFetch (grid_sample align_corners=True): GPU samplers weight
 // with 8 fractional bits (CUDA guide, "Linear Filtering"), too coarse for parity (llvmpipe's is exact).
 // References: REFERENCE.md 6; sunset1995/DirectVoxGO > lib/cuda/render_utils_kernel.cu (infer_t_minmax,
@@ -29,13 +30,31 @@ layout(rgba32f, binding = 0) writeonly uniform image2D out_rgba;
 layout(r32f, binding = 1) writeonly uniform image2D out_depth;
 layout(std430, binding = 0) buffer Counters { uint counters[]; };
 
+#ifdef IMAGE_INPUTS
+// CPU rasterizers: the grid through image loads (units 2-4), which llvmpipe runs as plain per-lane
+// reads where a texelFetch goes through its sampler code (gs_blend.comp IMAGE_INPUTS).
+layout(rgba32f, binding = 2) readonly uniform image2D vox_tex;
+#define FETCH(tex, c) imageLoad(tex, c)
+#define FETCH_SIZE(tex) imageSize(tex)
+#else
 uniform sampler2D vox_tex;
+#define FETCH(tex, c) texelFetch(tex, c, 0)
+#define FETCH_SIZE(tex) textureSize(tex, 0)
+#endif
 uniform int texw_log2;
 #if SPARSE
+#ifdef IMAGE_INPUTS
+layout(r32i, binding = 3) readonly uniform iimage3D links_tex;
+#else
 uniform isampler3D links_tex;
 #endif
+#endif
 #if HAS_MASK
+#ifdef IMAGE_INPUTS
+layout(r8ui, binding = 4) readonly uniform uimage3D mask_tex;
+#else
 uniform usampler3D mask_tex;
+#endif
 uniform vec3 mask_scale;
 uniform vec3 mask_shift;
 #endif
@@ -107,7 +126,7 @@ float softplus_(float x) {  // torch.nn.functional.softplus (threshold 20)
 vec4 fetch_group(int v, int g) {
     int idx = v * G + g;
     int wmask = (1 << texw_log2) - 1;
-    return texelFetch(vox_tex, ivec2(idx & wmask, idx >> texw_log2), 0);
+    return FETCH(vox_tex, ivec2(idx & wmask, idx >> texw_log2));
 }
 
 // Voxel indices (-1: empty) and trilinear weights of the 8 lattice corners around p (inside the box).
@@ -126,7 +145,7 @@ void corners(vec3 p, out int v[8], out float w[8]) {
                 float wz = dz == 1 ? f.z : 1.0 - f.z;
                 ivec3 c = b + ivec3(dx, dy, dz);
 #if SPARSE
-                v[n] = texelFetch(links_tex, ivec3(c.z, c.y, c.x), 0).r;
+                v[n] = FETCH(links_tex, ivec3(c.z, c.y, c.x)).r;
 #else
                 v[n] = (c.x * grid_size.y + c.y) * grid_size.z + c.z;
 #endif
@@ -140,9 +159,9 @@ void corners(vec3 p, out int v[8], out float w[8]) {
 bool in_mask(vec3 p) {
 #if HAS_MASK
     ivec3 ijk = ivec3(floor(p * mask_scale + mask_shift + 0.5));
-    ivec3 msz = textureSize(mask_tex, 0).zyx;
+    ivec3 msz = FETCH_SIZE(mask_tex).zyx;
     if (any(lessThan(ijk, ivec3(0))) || any(greaterThanEqual(ijk, msz))) return false;
-    return texelFetch(mask_tex, ivec3(ijk.z, ijk.y, ijk.x), 0).r != 0u;
+    return FETCH(mask_tex, ivec3(ijk.z, ijk.y, ijk.x)).r != 0u;
 #else
     return true;
 #endif

@@ -143,3 +143,24 @@ def test_mlp_grids_prefer_torch_on_software_gl(gl_ctx):
     assert r.supports(fine) and r.supports(coarse)
     assert r.prefers_torch(fine) == is_software(gl_ctx)
     assert not r.prefers_torch(coarse)
+
+
+def test_image_and_texel_fetch_inputs_give_the_same_image(gl_ctx):
+    """CPU rasterizers read the grid, its links and its mask through image loads, other drivers
+    through texelFetch (voxels_march.comp IMAGE_INPUTS): the same image and counters."""
+    from renderer.gl_backend.voxels import _state
+
+    st = _state(gl_ctx)
+    was = st.image_inputs
+    scene = procedural_shell(24, fine=True, seed=3)  # masked, MLP colour
+    cam = orbit_camera(3.0, 30, 20, 48, 40)
+    try:
+        frames = []
+        for images in (True, False):
+            st.image_inputs = images
+            frames.append(render_voxels(gl_ctx, scene, cam, RenderSettings(), readback=True))
+    finally:
+        st.image_inputs = was
+    assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
+    assert frames[0].stats.counters == frames[1].stats.counters
+    assert frames[0].stats.counters["samples_skipped_mask"] > 0

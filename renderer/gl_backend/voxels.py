@@ -34,7 +34,7 @@ from scenes.voxels import VoxelGridScene
 from .. import colormap
 from ..profiling import StageTimer
 from ..types import Camera, Frame, FrameStats, RenderSettings
-from .context import check_error
+from .context import check_error, is_software
 from .pipeline import Textures, capped_degree, is_current, read_images, to_frame
 from .shaders import compute_shader
 from .sort import Scratch, set_uniforms
@@ -197,12 +197,15 @@ class _SceneTextures:
                 total += int(np.prod(dims)) * o.components * 4
         return total
 
-    def bind(self) -> None:
-        self.vox.use(location=0)
-        if self.links is not None:
-            self.links.use(location=1)
-        if self.mask is not None:
-            self.mask.use(location=2)
+    def bind(self, images: bool = False) -> None:
+        """Texture units 0-2, or with images (voxels_march.comp IMAGE_INPUTS) image units 2-4."""
+        for i, t in enumerate((self.vox, self.links, self.mask)):
+            if t is None:
+                continue
+            if images:
+                t.bind_to_image(2 + i, read=True, write=False)
+            else:
+                t.use(location=i)
         if self.mlp_tex is not None:
             self.mlp_tex.use(location=3)
         for i, b in enumerate(self.mlp_bufs):
@@ -224,6 +227,8 @@ class _State:
         self.scratch = Scratch(ctx)  # the counter buffer, zeroed and read back through copies
         self.counters = self.scratch.get("counters", 4 * len(COUNTERS))
         self.queries: dict = {}
+        # CPU rasterizers read the grid through image loads (voxels_march.comp IMAGE_INPUTS).
+        self.image_inputs = is_software(ctx)
 
     def scene_textures(self, scene: VoxelGridScene) -> tuple[_SceneTextures, bool]:
         if is_current(self.scene, scene, _scene_key):
@@ -273,7 +278,8 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     W, H = int(camera.width), int(camera.height)
     out_rgba = st.output("rgba", (W, H), 4)
     out_depth = st.output("depth", (W, H), 1)
-    cs = compute_shader(ctx, "voxels_march.comp", tex.defines)
+    images = st.image_inputs
+    cs = compute_shader(ctx, "voxels_march.comp", {**tex.defines, **({"IMAGE_INPUTS": 1} if images else {})})
     size = np.array(scene.grid_shape, dtype=np.float32)
     lo = scene.xyz_min.detach().cpu().float().numpy()
     hi = scene.xyz_max.detach().cpu().float().numpy()
@@ -287,9 +293,9 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     if scene.color_mode == "sh":
         deg = capped_degree(scene.sh_degree, settings.sh_degree)
     uni = dict(
-        vox_tex=0,
-        links_tex=1,
-        mask_tex=2,
+        vox_tex=2 if images else 0,  # (image units with IMAGE_INPUTS, texture units otherwise)
+        links_tex=3 if images else 1,
+        mask_tex=4 if images else 2,
         mlp_tex=3,
         texw_log2=tex.texw_log2,
         image_size=(W, H),
@@ -317,7 +323,7 @@ def _march(ctx, scene: VoxelGridScene, camera: Camera, settings: RenderSettings,
     set_uniforms(cs, **uni)
     st.scratch.zero(st.counters, 4 * len(COUNTERS))
     with timer.stage("march"):
-        tex.bind()
+        tex.bind(images)
         st.counters.bind_to_storage_buffer(0)
         out_rgba.bind_to_image(0, read=False, write=True)
         out_depth.bind_to_image(1, read=False, write=True)
