@@ -17,7 +17,8 @@
 //   5 geom    vec4[3M]     out: (mean.xyz, opacity(t)), (c00, c01, c02, c11), (c12, c22, 0, 0)
 //   6 sh_out  float[M*K_OUT*3]    out: SH folded over time (first K_OUT coefficients)
 // Defines: MODE, CHUNK; MODE 2: ROTOR (1: 4D-Rotor, 0: Yang), T_BLOCKS, K_IN, K_OUT, SH_VEC4
-//   (1 when K_IN * 3 and K_OUT * 3 are multiples of 4: the SH buffers are read as vec4[]).
+//   (1 when K_IN * 3 and K_OUT * 3 are multiples of 4: the SH buffers are read as vec4[]),
+//   INPUT_IMAGES (params and sh4 as images 0 and 1, see MODE 2).
 // References: REFERENCE.md 3.1-3.2; the twin is scenes/gaussians4d.py (rotor_matrix,
 // yang_matrix, condition, temporal_q, fold_time_sh, Gaussian4DScene.visible_at / slice); cut-offs
 // weify627/4D-Rotor-Gaussians > nerfstudio/models/splatfacto.py (0.5 w dt^2 < 16) and
@@ -60,20 +61,42 @@ void main() {
 }
 
 #else  // MODE 2
+#include "gs_common.glsl"
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Cull { vec4 cull[]; };
 layout(std430, binding = 2) readonly buffer List { uint list[]; };
-layout(std430, binding = 3) readonly buffer Params { vec4 params[]; };
 layout(std430, binding = 5) writeonly buffer Geom { vec4 geom[]; };
+#ifdef INPUT_IMAGES
+// CPU rasterizers: params and the SH blocks through image loads from RGBA32F textures (texel i at
+// pair_coord(i); the SH floats in order), which llvmpipe runs as plain per-lane reads where a
+// storage-buffer read is a loop over the lanes: the slice stage took 0.726x (4D-Rotor) and 0.612x
+// (Yang, 3 time blocks) of its time at 200k Gaussians, the same records bit for bit.
+layout(rgba32f, binding = 0) readonly uniform image2D params_img;
+layout(rgba32f, binding = 1) readonly uniform image2D sh4_img;
+#define PARAM(i) imageLoad(params_img, pair_coord(i))
+#if SH_VEC4
+#define SH_IN(i) imageLoad(sh4_img, pair_coord(i))
+#else
+#define SH_IN(i) imageLoad(sh4_img, pair_coord((i) >> 2u))[(i) & 3u]   // float i of the texels
+#endif
+#else
+layout(std430, binding = 3) readonly buffer Params { vec4 params[]; };
+#define PARAM(i) params[i]
+#define SH_IN(i) sh4[i]
+#endif
 // SH rows move as vec4 when both row lengths allow (K = 4, 16): llvmpipe pays per load/store
 // instruction and lane: 4x fewer of them made the fold, the pass's main cost, ~2x faster.
 #if SH_VEC4
+#ifndef INPUT_IMAGES
 layout(std430, binding = 4) readonly buffer SH4 { vec4 sh4[]; };
+#endif
 layout(std430, binding = 6) writeonly buffer SHOut { vec4 sh_out[]; };
 #define SH_T vec4
 const int SH_W = 4;
 #else
+#ifndef INPUT_IMAGES
 layout(std430, binding = 4) readonly buffer SH4 { float sh4[]; };
+#endif
 layout(std430, binding = 6) writeonly buffer SHOut { float sh_out[]; };
 #define SH_T float
 const int SH_W = 1;
@@ -128,12 +151,12 @@ void main() {
     uint i = gl_GlobalInvocationID.x;
     if (i >= n) return;
     uint g = list[i];
-    vec4 p0 = params[4u * g], sc = params[4u * g + 1u];
+    vec4 p0 = PARAM(4u * g), sc = PARAM(4u * g + 1u);
     vec4 m0, m1, m2, m3;
 #if ROTOR
-    rotor_rows(params[4u * g + 2u], params[4u * g + 3u], m0, m1, m2, m3);
+    rotor_rows(PARAM(4u * g + 2u), PARAM(4u * g + 3u), m0, m1, m2, m3);
 #else
-    yang_rows(params[4u * g + 2u], params[4u * g + 3u], m0, m1, m2, m3);
+    yang_rows(PARAM(4u * g + 2u), PARAM(4u * g + 3u), m0, m1, m2, m3);
 #endif
     // L = M diag(s); condition on t (gaussians4d.condition): Sigma3|t = K K^T with the rows of
     // L projected off l_3, which stays positive semi-definite in float32.
@@ -161,8 +184,8 @@ void main() {
     uint src = g * uint(T_BLOCKS * ROW_IN);
     uint dst = i * uint(ROW_OUT);
     for (int j = 0; j < ROW_OUT; ++j) {
-        SH_T v = sh4[src + uint(j)];
-        for (int b = 1; b < T_BLOCKS; ++b) v += w[b] * sh4[src + uint(b * ROW_IN + j)];
+        SH_T v = SH_IN(src + uint(j));
+        for (int b = 1; b < T_BLOCKS; ++b) v += w[b] * SH_IN(src + uint(b * ROW_IN + j));
         sh_out[dst + uint(j)] = v;
     }
 }

@@ -89,6 +89,27 @@ def test_sh_degree_cap_folds_fewer_coefficients(gl, scenes, degree):
     _close("sh", got["sh"], want, want.abs().amax(dim=(1, 2), keepdim=True))
 
 
+@pytest.mark.parametrize("degree", [None, 2])  # whole SH texels, and rows of 27 floats
+def test_input_images_and_buffers_slice_alike(gl_ctx, scenes, degree, monkeypatch):
+    """CPU rasterizers read the slice pass's params and SH from images (slice4d.comp
+    INPUT_IMAGES), other drivers from storage buffers: the same records bit for bit."""
+    import renderer.gl_backend.slice4d as sl
+
+    outs = []
+    for images in (True, False):
+        monkeypatch.setattr(sl, "is_software", lambda ctx, images=images: images)
+        slicer = sl.Slicer4D(gl_ctx)
+        try:
+            out = slicer.slice(scenes["yang"], 0.3, sh_degree=degree)
+            assert slicer.scene.images == images
+            outs.append(slicer.read_back(out))
+        finally:
+            slicer.release()
+    assert outs[0].keys() == outs[1].keys()
+    for k in outs[0]:
+        assert torch.equal(outs[0][k], outs[1][k]), k
+
+
 def test_yang_prefilter_variance(gl, scenes):
     s = scenes["yang"]
     scene = Gaussian4DScene("yang", s.means, s.times, s.scales, s.rotations, s.opacities, s.sh,

@@ -34,7 +34,8 @@ import torch
 
 from scenes.gaussians4d import Gaussian4DScene, q_cut
 
-from .gaussians import _SceneBuffers
+from .context import is_software
+from .gaussians import _SceneBuffers, _texels
 from .pipeline import capped_degree, held, is_current, scene_key
 from .shaders import compute_shader
 from .sort import Scratch, exclusive_scan, groups, scan_total, set_uniforms
@@ -74,7 +75,7 @@ def _key4d(scene) -> tuple:
 class _Params4D:
     """One 4D scene on the GPU: inputs (uploaded once) and outputs sized for all N Gaussians."""
 
-    def __init__(self, ctx, scene):
+    def __init__(self, ctx, scene, images: bool = False):
         n = len(scene)
         self.n = n
         self.model = scene.model
@@ -104,8 +105,14 @@ class _Params4D:
         nb = groups(n, CHUNK)
         self.num_chunks = nb
         self.cull = ctx.buffer(cull.tobytes() if n else b"\0" * 16)
-        self.params = ctx.buffer(params.tobytes() if n else b"\0" * 64)
-        self.sh4 = ctx.buffer(sh4.tobytes() if n else b"\0" * 16)
+        # The slice pass's inputs as RGBA32F textures where it reads them with image loads
+        # (slice4d.comp INPUT_IMAGES: CPU rasterizers, SH rows of whole texels), else buffers.
+        self.images = images and n > 0 and self.k * 3 % 4 == 0
+        if self.images:
+            self.params, self.sh4 = _texels(ctx, params.reshape(-1, 4)), _texels(ctx, sh4.reshape(-1, 4))
+        else:
+            self.params = ctx.buffer(params.tobytes() if n else b"\0" * 64)
+            self.sh4 = ctx.buffer(sh4.tobytes() if n else b"\0" * 16)
         self.partial = ctx.buffer(reserve=4 * (nb + 1))
         self.list = ctx.buffer(reserve=max(16, 4 * n))
         self.geom = ctx.buffer(reserve=max(48, 48 * n))
@@ -124,7 +131,8 @@ class _Params4D:
 
     @property
     def nbytes(self) -> int:
-        return sum(b.size for b in self.buffers)
+        return sum(b.size if hasattr(b, "size") and isinstance(b.size, int) else 16 * b.width * b.height
+                   for b in self.buffers)
 
     def release(self) -> None:
         for b in self.buffers:
@@ -148,7 +156,7 @@ class Slicer4D:
     def _params(self, scene) -> _Params4D:
         if not is_current(self.scene, scene, _key4d):
             self.release_scene()
-            self.scene = _Params4D(self.ctx, scene)
+            self.scene = _Params4D(self.ctx, scene, images=is_software(self.ctx))
         return self.scene
 
     def release_scene(self) -> None:
@@ -220,11 +228,17 @@ class Slicer4D:
             emit.run(groups(p.num_chunks, LOCAL))
             ctx.memory_barrier()
             defs = {"MODE": 2, "CHUNK": CHUNK, "ROTOR": int(p.model == "rotor"), "T_BLOCKS": p.t_blocks,
-                    "K_IN": p.k, "K_OUT": k_out, "SH_VEC4": int(p.k * 3 % 4 == 0 and k_out * 3 % 4 == 0)}
+                    "K_IN": p.k, "K_OUT": k_out, "SH_VEC4": int(p.k * 3 % 4 == 0 and k_out * 3 % 4 == 0),
+                    **({"INPUT_IMAGES": 1} if p.images else {})}
             cs = compute_shader(ctx, "slice4d.comp", defs)
             set_uniforms(cs, t=t32, n=m, prefilter_var=p.prefilter, omega=p.omega)
-            for i, b in ((0, p.cull), (2, p.list), (3, p.params), (4, p.sh4), (5, p.geom), (6, p.sh)):
+            for i, b in ((0, p.cull), (2, p.list), (5, p.geom), (6, p.sh)):
                 b.bind_to_storage_buffer(i)
+            for i, b in ((3, p.params), (4, p.sh4)):
+                if p.images:
+                    b.bind_to_image(i - 3, read=True, write=False)
+                else:
+                    b.bind_to_storage_buffer(i)
             cs.run(groups(m, LOCAL))
             ctx.memory_barrier()
         stages = {"slice": (time.perf_counter() - t1) * 1e3}
