@@ -30,6 +30,7 @@ from .pipeline import (
     GeomShBuffers,
     PixelBuffers,
     Textures,
+    bind_inputs,
     camera_uniforms,
     capped_degree,
     check_blend_cut,
@@ -211,12 +212,7 @@ class ConvexPipeline:
                 counters.bind_to_storage_buffer(1)
                 # Inputs: texture units 0-1 for texelFetch, or image units 2-3 (IMAGE_INPUTS); the
                 # uniforms name the unit either way.
-                unit = 2 if self.image_inputs else 0
-                for i, t in enumerate((pair_ids, rec)):
-                    if self.image_inputs:
-                        t.bind_to_image(unit + i, read=True, write=False)
-                    else:
-                        t.use(location=i)
+                unit = bind_inputs((pair_ids, rec), self.image_inputs)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)

@@ -35,6 +35,7 @@ from .pipeline import (
     GeomShBuffers,
     PixelBuffers,
     Textures,
+    bind_inputs,
     camera_uniforms,
     capped_degree,
     check_blend_cut,
@@ -417,16 +418,10 @@ class GaussianPipeline:
                 counters.bind_to_storage_buffer(1)
                 # Inputs: texture units 0-2 for texelFetch, or image units 2-4 (IMAGE_INPUTS); the
                 # uniforms name the unit either way.
-                inputs_as_images = self.blend == "software" and self.image_inputs
-                for i, t in enumerate([pair_ids, *recs]):
-                    if inputs_as_images:
-                        t.bind_to_image(2 + i, read=True, write=False)
-                    else:
-                        t.use(location=i)
+                unit = bind_inputs([pair_ids, *recs], self.blend == "software" and self.image_inputs)
                 out_rgba.bind_to_image(0, read=False, write=True)
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
-                unit = 2 if inputs_as_images else 0
                 set_uniforms(cs, pair_ids=unit, rec0=unit + 1, rec1=unit + 2, image_size=(W, H),
                              tiles_x=tiles_x, range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),

@@ -260,6 +260,21 @@ LOOP_CAP = 65535  # llvmpipe (Mesa 22) ends an invocation's loops after this man
 # later Mesa has no such cap (context.loop_cap measures it), and no tile is then counted as cut
 
 
+def bind_inputs(textures, as_images: bool, first_image_unit: int = 2) -> int:
+    """Bind a pass's read-only texture inputs: to image units first_image_unit + i where the pass
+    reads them with imageLoad (its IMAGE_INPUTS: CPU rasterizers, where llvmpipe runs an image
+    load as plain per-lane reads and a texelFetch through its sampler code), else to texture
+    units i; None entries are skipped. Returns the unit the first input's uniform names."""
+    for i, t in enumerate(textures):
+        if t is None:
+            continue
+        if as_images:
+            t.bind_to_image(first_image_unit + i, read=True, write=False)
+        else:
+            t.use(location=i)
+    return first_image_unit if as_images else 0
+
+
 def check_blend_cut(cut: int, pairs_per_tile: int) -> None:
     """Raise if a software blend reported `cut` tiles (or columns) that llvmpipe's loop limit ended
     with pairs left and a pixel open (gs_blend.comp / cvx_blend.comp counters[6]): the frame would
@@ -295,5 +310,5 @@ def to_frame(rgba: np.ndarray, depth: np.ndarray, stats: FrameStats,
                  stats=stats)
 
 
-__all__ = ["Textures", "held", "scene_key", "is_current", "GeomShBuffers", "camera_uniforms", "capped_degree",
-           "depth_range", "FrameRun", "PixelBuffers", "read_images", "to_frame"]
+__all__ = ["Textures", "bind_inputs", "held", "scene_key", "is_current", "GeomShBuffers", "camera_uniforms",
+           "capped_degree", "depth_range", "FrameRun", "PixelBuffers", "read_images", "to_frame"]

@@ -122,20 +122,22 @@ class _Params4D:
         self.ref = weakref.ref(scene)
 
     @property
-    def buffers(self) -> list:
+    def objects(self) -> list:
+        """Every GL object held: buffers, and the input textures where self.images."""
         return [self.cull, self.params, self.sh4, self.partial, self.list, self.geom, self.sh]
 
     @property
     def count(self) -> int:
-        return len(self.buffers)
+        return len(self.objects)
 
     @property
     def nbytes(self) -> int:
-        return sum(b.size if hasattr(b, "size") and isinstance(b.size, int) else 16 * b.width * b.height
-                   for b in self.buffers)
+        inputs = (self.params, self.sh4) if self.images else ()  # RGBA32F textures
+        return (sum(b.size for b in self.objects if not any(b is t for t in inputs))
+                + sum(16 * t.width * t.height for t in inputs))
 
     def release(self) -> None:
-        for b in self.buffers:
+        for b in self.objects:
             b.release()
 
 

@@ -35,7 +35,7 @@ from .. import colormap
 from ..profiling import StageTimer
 from ..types import Camera, Frame, FrameStats, RenderSettings
 from .context import check_error, is_software
-from .pipeline import Textures, capped_degree, is_current, read_images, to_frame
+from .pipeline import Textures, bind_inputs, capped_degree, is_current, read_images, to_frame
 from .shaders import compute_shader
 from .sort import Scratch, set_uniforms
 
@@ -199,13 +199,7 @@ class _SceneTextures:
 
     def bind(self, images: bool = False) -> None:
         """Texture units 0-2, or with images (voxels_march.comp IMAGE_INPUTS) image units 2-4."""
-        for i, t in enumerate((self.vox, self.links, self.mask)):
-            if t is None:
-                continue
-            if images:
-                t.bind_to_image(2 + i, read=True, write=False)
-            else:
-                t.use(location=i)
+        bind_inputs((self.vox, self.links, self.mask), images)
         if self.mlp_tex is not None:
             self.mlp_tex.use(location=3)
         for i, b in enumerate(self.mlp_bufs):
