@@ -18,20 +18,30 @@
 // (coefficients prepared per lane and pair; exp2 at one row, ratios between rows, see pair_setup)
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
+// Tiles: with DYNAMIC_TILES each work group takes tiles in row-major order from a counter until
+// none is left or its loop budget is spent (see main): llvmpipe deals each thread a contiguous run
+// of work groups, and with a tile per work group the frame waited for the slower thread (per
+// thread 37 and 26 ms of CPU in one blend). Taking tiles in turn, the blend took 0.838x the time
+// at 100k Gaussians and 0.749x at 300k (bench scene, 800x800, 8 x 16 px tiles, same image).
+// Otherwise a work group blends tile group_tile().
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
-//   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below); samplers pair_ids
+//   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below, counters[NEXT_TILE] the
+//   next tile with DYNAMIC_TILES, zeroed by the host); samplers pair_ids
 //   (usampler2D, Gaussian per pair), rec0, rec1 (records, see gs_project.comp), or with
 //   IMAGE_INPUTS images 2, 3, 4 (r32ui, rgba32f, rgba32ui); the outputs of pixel_out.glsl.
 // Limit: llvmpipe ends an invocation's loops after 65535 iterations in all, without notice; one
-//   iteration here is a batch, so a tile may blend up to ~65535 * BATCH pairs. A tile that ran
-//   into the limit (pairs left and a pixel still open) is counted in counters[6]: the host raises.
+//   iteration here is a batch, so a tile may blend up to ~65535 * BATCH pairs (with DYNAMIC_TILES
+//   (65535 - GRAB_BUDGET - 1) * BATCH). A tile that ran into the limit (pairs left and a pixel
+//   still open) is counted in counters[6]: the host raises.
 // Defines: BLEND_TILE (16 or 8 px), BLEND_TILE_H (the tile height, 8 or 16 px; default BLEND_TILE),
 //   PPT (pixels per invocation: 8 or 16 take the staged-terms path; divides BLEND_TILE_H), STEP =
 //   BLEND_TILE_H / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
 //   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
 //   (modes 0 and 2: no depth accumulated or stored, for callers that only show colour),
 //   IMAGE_INPUTS (optional, see the bindings), COUNT_BLENDS (optional: count the pixel blends into
-//   counters[1]; three vector ops a pixel row, the blend took 0.922x the time without them).
+//   counters[1]; three vector ops a pixel row, the blend took 0.922x the time without them),
+//   DYNAMIC_TILES with GRAB_BUDGET (loop iterations after which a work group takes no more tiles)
+//   and NEXT_TILE (the counter's index; see Tiles).
 // Reference: REFERENCE.md 1.4 (INRIA forward.cu renderCUDA; gsplat Common.h: MAX_ALPHA 0.99,
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
@@ -70,6 +80,7 @@ uniform ivec2 image_size;
 #include "pixel_out.glsl"
 #include "group_tile.glsl"
 uniform uint tiles_x;
+uniform uint num_tiles;    // tiles_x * tiles_y
 uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
@@ -89,6 +100,18 @@ shared vec4 s_r0[SUBGROUPS * BATCH], s_r1[SUBGROUPS * BATCH];
 #define SYNC()
 #else
 #define SYNC() barrier()
+#endif
+#endif
+
+#ifdef DYNAMIC_TILES
+shared uint s_tile;   // the tile just taken (by invocation 0)
+#ifndef SYNC
+#define SYNC() barrier()
+#endif
+#if defined(LOCKSTEP) && BLEND_TILE * STEP > BATCH
+// llvmpipe runs a work group's subgroups one after another between barriers: without one, the
+// first would take every tile before the others read s_tile.
+#error "DYNAMIC_TILES with LOCKSTEP needs a work group of one subgroup"
 #endif
 #endif
 
@@ -305,9 +328,10 @@ vec4 b_col[BATCH];
 #define DOWN11(j) rows_down(8, b_e11[j], b_up11[j], b_g[j], b_col[j]);
 #endif
 
-void main() {
-    uvec2 wg = group_tile();
-    uint tile = wg.y * tiles_x + wg.x;
+// Blends tile wg; returns the loop iterations it took (its batches). A tile past the grid (t >=
+// num_tiles, DYNAMIC_TILES' last grab, run with every lane masked) reads tile 0's range.
+uint blend_tile(uvec2 wg) {
+    uint tile = min(wg.y * tiles_x + wg.x, num_tiles - 1u);
     uint end = hist[range_base + tile];
     uint start = tile == 0u ? 0u : hist[range_base + tile - 1u];
     int px = int(wg.x * BLEND_TILE + gl_LocalInvocationID.x);
@@ -322,6 +346,7 @@ void main() {
     float fy = float(py0) + 0.5;
     float x0 = float(wg.x * BLEND_TILE) + 0.5, x = float(gl_LocalInvocationID.x);
     bool live = true;
+    blended = 0u;
 #if BATCH > 1
     uint lane = gl_SubGroupInvocationARB;
 #if BLEND_TILE * STEP > BATCH
@@ -334,8 +359,9 @@ void main() {
     // do-while: llvmpipe runs a loop body once more, masked, when its condition fails at the top
     // (0.84x the blend at 10k Gaussians, 0.97x at 100k); an empty tile runs it once with every
     // pair past its end (which blends nothing).
-    uint base = start;
+    uint base = start, iters = 0u;
     do {
+        ++iters;
         uint p = base + lane;
         ivec2 pc = pair_coord(FETCH(pair_ids, pair_coord(min(p, max(end, 1u) - 1u))).r);
         vec4 r0 = FETCH(rec0, pc);
@@ -408,4 +434,28 @@ void main() {
         if (px < image_size.x && py < image_size.y) STORE_PIXEL(px, py, vec4(rgb, a), depth)
 #endif
     }
+#if BATCH > 1
+    return iters;
+#else
+    return end - start;
+#endif
+}
+
+void main() {
+#ifdef DYNAMIC_TILES
+    // Tiles taken one after another from a counter (row-major), while this work group has used
+    // fewer than GRAB_BUDGET loop iterations: a grabbed tile then still has LOOP_CAP - GRAB_BUDGET - 1
+    // for its batches. The host dispatches enough groups that they cannot all run out of budget.
+    uint used = 0u;
+    do {
+        if (gl_LocalInvocationIndex == 0u) s_tile = atomicAdd(counters[NEXT_TILE], 1u);
+        SYNC();
+        uint t = s_tile;
+        SYNC();
+        if (t >= num_tiles) break;
+        used += blend_tile(uvec2(t % tiles_x, t / tiles_x)) + 1u;
+    } while (used < uint(GRAB_BUDGET));
+#else
+    blend_tile(group_tile());
+#endif
 }

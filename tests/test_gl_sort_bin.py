@@ -542,3 +542,30 @@ def test_projection_reads_images_or_buffers_alike(gl_ctx, degree):
         p.release()
     assert torch.equal(frames[0].rgb, frames[1].rgb) and torch.equal(frames[0].depth, frames[1].depth)
     assert frames[0].stats.counters == frames[1].stats.counters and float(frames[0].alpha.max()) > 0.3
+
+
+@pytest.mark.parametrize("lockstep", [True, False], ids=["lockstep", "barriers"])
+def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
+    """The software blend taking its tiles from a counter (DYNAMIC_TILES) or one tile per work
+    group: the same image, depth and counts, also where work groups run out of their loop budget
+    after a tile or two (GRAB_BUDGET 4: the host then dispatches more groups)."""
+    from renderer.gl_backend import gaussians as G
+    from renderer.gl_backend import pipeline as PL
+
+    scene = random_gaussians(3000, seed=31, log_scale=-3.4)
+    cam = orbit_camera(width=100, height=76)
+    frames = []
+    for dynamic, budget, least in ((False, PL.GRAB_BUDGET, PL.DYNAMIC_GROUPS), (True, PL.GRAB_BUDGET,
+                                    PL.DYNAMIC_GROUPS), (True, 4, 1)):
+        monkeypatch.setattr(G, "GRAB_BUDGET", budget)
+        monkeypatch.setattr(PL, "GRAB_BUDGET", budget)
+        monkeypatch.setattr(PL, "DYNAMIC_GROUPS", least)
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=(8, 16))
+        p.lockstep = lockstep
+        p.dynamic_tiles = dynamic
+        frames.append(p.render(scene, cam, RenderSettings()))
+        p.release()
+    assert float(frames[0].alpha.mean()) > 0.3
+    for f in frames[1:]:
+        assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
+        assert frames[0].stats.counters == f.stats.counters

@@ -76,6 +76,9 @@ SORT_LOCAL_CPU = 8
 # counters[PAIRS_BINNED] (the counters buffer of projection_buffers, unused by the shaders): the
 # pairs the parallel binning counted, copied there on the GPU and checked after the frame.
 PAIRS_BINNED = 7
+# counters[NEXT_TILE]: the software blends' next tile (pipeline.dynamic_groups); COUNTERS words in all.
+NEXT_TILE = 8
+COUNTERS = 12
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
 # bin_par.comp PASS 2 invocations per tile. H200, 1M Gaussians at 1920x1080 (13.4M pairs, 1584 of
 # 8160 tiles over SORT_CAP): the bin stage took 3.4 ms with 1024, 4.5 ms with 256 (3M Gaussians:
@@ -182,8 +185,10 @@ class TileBinning:
     def projection_buffers(self, n: int) -> tuple:
         """(rects, keys, vals, counters) for n primitives; counters come zeroed, but for
         counters[4] (the least sort key, gs_project.comp) at 0xFFFFFFFF."""
-        counters = self.scratch.get("counters", 32)
-        self.scratch.upload(counters, np.array([0, 0, 0, 0, 0xFFFFFFFF, 0, 0, 0], dtype=np.uint32).tobytes())
+        counters = self.scratch.get("counters", 4 * COUNTERS)
+        init = np.zeros(COUNTERS, np.uint32)
+        init[4] = 0xFFFFFFFF
+        self.scratch.upload(counters, init.tobytes())
         return (self.scratch.get("rects", 16 * n), self.scratch.get("keys", 4 * n),
                 self.scratch.get("vals", 4 * n), counters)
 

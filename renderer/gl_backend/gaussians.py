@@ -27,9 +27,10 @@ import torch
 
 from ..profiling import release_query_pool
 from ..types import Camera, Frame, RenderSettings
-from .binning import PAIR_TEX_W, WALK_ITERATIONS, TileBinning, nearest_texture  # noqa: F401 - re-exported names
+from .binning import NEXT_TILE, PAIR_TEX_W, WALK_ITERATIONS, TileBinning, nearest_texture  # noqa: F401 - re-exported names
 from .context import is_software
 from .pipeline import (
+    GRAB_BUDGET,
     LOOP_CAP,
     FrameRun,
     GeomShBuffers,
@@ -40,6 +41,7 @@ from .pipeline import (
     capped_degree,
     check_blend_cut,
     depth_range,
+    dynamic_groups,
     held,
     is_current,
     read_images,
@@ -238,6 +240,8 @@ class GaussianPipeline:
         self.out_buffers = self.software
         # ... and reads its pair ids and records through image loads (gs_blend.comp IMAGE_INPUTS).
         self.image_inputs = self.software
+        # ... and takes its tiles from a counter (DYNAMIC_TILES, pipeline.dynamic_groups).
+        self.dynamic_tiles = self.software
         # Likewise the projection's records (gs_project.comp REC_BUFFERS), copied into the record
         # textures after the pass.
         self.rec_buffers = self.software
@@ -393,6 +397,9 @@ class GaussianPipeline:
                 pair_ids = self._pair_texture(max(n_pairs, 1))
                 recs = self._record_textures(max(n, 1))
                 no_depth = False
+                # (with LOCKSTEP, work groups of one subgroup only: gs_blend.comp DYNAMIC_TILES)
+                dynamic = (self.blend == "software" and self.dynamic_tiles
+                           and not (self.lockstep and tw * (th // self.ppt) > self.batch))
                 if self.blend == "hardware":
                     if display and not (depth or readback):  # display-ready RGBA8 where asked
                         out_bufs = PixelBuffers.bind_display(self.scratch, self.textures, W, H,
@@ -412,7 +419,9 @@ class GaussianPipeline:
                             **(out_bufs.defines if out_bufs is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {}),
                             **({"COUNT_BLENDS": 1} if self.count_blends else {}),
-                            **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
+                            **({"IMAGE_INPUTS": 1} if self.image_inputs else {}),
+                            **({"DYNAMIC_TILES": 1, "GRAB_BUDGET": GRAB_BUDGET, "NEXT_TILE": NEXT_TILE}
+                               if dynamic else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -423,10 +432,13 @@ class GaussianPipeline:
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
                 set_uniforms(cs, pair_ids=unit, rec0=unit + 1, rec1=unit + 2, image_size=(W, H),
-                             tiles_x=tiles_x, range_base=bins.range_base,
+                             tiles_x=tiles_x, num_tiles=num_tiles, range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
-                cs.run(tiles_x, tiles_y)
+                if dynamic:  # batches of every tile, plus the do-while's and the tile loop's own
+                    cs.run(dynamic_groups(n_pairs // self.batch + 3 * num_tiles))
+                else:
+                    cs.run(tiles_x, tiles_y)
                 ctx.memory_barrier()
 
             arrays = None
@@ -440,7 +452,7 @@ class GaussianPipeline:
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         self.binning.check(bins, counters_np)
-        check_blend_cut(int(counters_np[6]), LOOP_CAP * self.batch)
+        check_blend_cut(int(counters_np[6]), (LOOP_CAP - (GRAB_BUDGET + 1 if dynamic else 0)) * self.batch)
         counts = {"visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]),
                   "tile_px": tw, "tile_px_h": th}
         if self.blend == "software" and not self.count_blends:
