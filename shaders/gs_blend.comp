@@ -18,12 +18,9 @@
 // (coefficients prepared per lane and pair; exp2 at one row, ratios between rows, see pair_setup)
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
-// Tiles: with DYNAMIC_TILES each work group takes tiles in row-major order from a counter until
-// none is left or its loop budget is spent (see main): llvmpipe deals each thread a contiguous run
-// of work groups, and with a tile per work group the frame waited for the slower thread (per
-// thread 37 and 26 ms of CPU in one blend). Taking tiles in turn, the blend took 0.838x the time
-// at 100k Gaussians and 0.749x at 300k (bench scene, 800x800, 8 x 16 px tiles, same image).
-// Otherwise a work group blends tile group_tile().
+// Tiles: with DYNAMIC_TILES work groups take tiles in turn from a counter (group_tile.glsl
+// FOR_EACH_TILE): the blend took 0.838x the time at 100k Gaussians and 0.749x at 300k (bench
+// scene, 800x800, 8 x 16 px tiles, same image). Otherwise a work group blends tile group_tile().
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below, counters[NEXT_TILE] the
 //   next tile with DYNAMIC_TILES, zeroed by the host); samplers pair_ids
@@ -80,7 +77,6 @@ uniform ivec2 image_size;
 #include "pixel_out.glsl"
 #include "group_tile.glsl"
 uniform uint tiles_x;
-uniform uint num_tiles;    // tiles_x * tiles_y
 uniform uint range_base;   // tile t's pairs end at hist[range_base + t] (binning.py Bins)
 uniform vec3 background;
 uniform vec2 depth_range;   // mode 1: (near, far) of the colour map
@@ -104,10 +100,6 @@ shared vec4 s_r0[SUBGROUPS * BATCH], s_r1[SUBGROUPS * BATCH];
 #endif
 
 #ifdef DYNAMIC_TILES
-shared uint s_tile;   // the tile just taken (by invocation 0)
-#ifndef SYNC
-#define SYNC() barrier()
-#endif
 #if defined(LOCKSTEP) && BLEND_TILE * STEP > BATCH
 // llvmpipe runs a work group's subgroups one after another between barriers: without one, the
 // first would take every tile before the others read s_tile.
@@ -328,8 +320,8 @@ vec4 b_col[BATCH];
 #define DOWN11(j) rows_down(8, b_e11[j], b_up11[j], b_g[j], b_col[j]);
 #endif
 
-// Blends tile wg; returns the loop iterations it took (its batches). A tile past the grid (t >=
-// num_tiles, DYNAMIC_TILES' last grab, run with every lane masked) reads tile 0's range.
+// Blends tile wg; returns the loop iterations it took (its batches). A tile past the grid (the
+// last grab of FOR_EACH_TILE, run with every lane masked) reads the last tile's range.
 uint blend_tile(uvec2 wg) {
     uint tile = min(wg.y * tiles_x + wg.x, num_tiles - 1u);
     uint end = hist[range_base + tile];
@@ -443,18 +435,7 @@ uint blend_tile(uvec2 wg) {
 
 void main() {
 #ifdef DYNAMIC_TILES
-    // Tiles taken one after another from a counter (row-major), while this work group has used
-    // fewer than GRAB_BUDGET loop iterations: a grabbed tile then still has LOOP_CAP - GRAB_BUDGET - 1
-    // for its batches. The host dispatches enough groups that they cannot all run out of budget.
-    uint used = 0u;
-    do {
-        if (gl_LocalInvocationIndex == 0u) s_tile = atomicAdd(counters[NEXT_TILE], 1u);
-        SYNC();
-        uint t = s_tile;
-        SYNC();
-        if (t >= num_tiles) break;
-        used += blend_tile(uvec2(t % tiles_x, t / tiles_x)) + 1u;
-    } while (used < uint(GRAB_BUDGET));
+    FOR_EACH_TILE(counters[NEXT_TILE], blend_tile)
 #else
     blend_tile(group_tile());
 #endif

@@ -194,6 +194,31 @@ def test_image_and_texel_fetch_inputs_give_the_same_image(gl_ctx):
     assert frames[0].stats.counters["blended_samples"] > 1000
 
 
+@pytest.mark.parametrize("lockstep", [True, False], ids=["lockstep", "barriers"])
+def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
+    """The blend taking its tiles from a counter (group_tile.glsl DYNAMIC_TILES) or one tile per
+    work group: one image and count, also where work groups spend their loop budget after a tile
+    or two (GRAB_BUDGET 4: the host dispatches more groups)."""
+    from renderer.gl_backend import pipeline as PL
+    from renderer.gl_backend.convex import ConvexPipeline
+
+    scene = _scene(600, seed=9, size=0.1)
+    cam = orbit_camera(width=100, height=70)
+    frames = []
+    for dynamic, budget, least in ((False, PL.GRAB_BUDGET, PL.DYNAMIC_GROUPS),
+                                   (True, PL.GRAB_BUDGET, PL.DYNAMIC_GROUPS), (True, 4, 1)):
+        monkeypatch.setattr(PL, "GRAB_BUDGET", budget)
+        monkeypatch.setattr(PL, "DYNAMIC_GROUPS", least)
+        p = ConvexPipeline(gl_ctx, timing="off")
+        p.dynamic_tiles, p.lockstep = dynamic, lockstep and p.lockstep
+        frames.append(p.render(scene, cam, RenderSettings()))
+        p.release()
+    assert frames[0].stats.counters["blended_samples"] > 1000
+    for f in frames[1:]:
+        assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
+        assert frames[0].stats.counters == f.stats.counters
+
+
 def test_draw_returns_texture_and_stats(gl):
     scene, camera = _scene(), _camera("outside")
     tex, stats = gl.draw(scene, camera, RenderSettings())

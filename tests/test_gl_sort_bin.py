@@ -549,7 +549,6 @@ def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
     """The software blend taking its tiles from a counter (DYNAMIC_TILES) or one tile per work
     group: the same image, depth and counts, also where work groups run out of their loop budget
     after a tile or two (GRAB_BUDGET 4: the host then dispatches more groups)."""
-    from renderer.gl_backend import gaussians as G
     from renderer.gl_backend import pipeline as PL
 
     scene = random_gaussians(3000, seed=31, log_scale=-3.4)
@@ -557,7 +556,6 @@ def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
     frames = []
     for dynamic, budget, least in ((False, PL.GRAB_BUDGET, PL.DYNAMIC_GROUPS), (True, PL.GRAB_BUDGET,
                                     PL.DYNAMIC_GROUPS), (True, 4, 1)):
-        monkeypatch.setattr(G, "GRAB_BUDGET", budget)
         monkeypatch.setattr(PL, "GRAB_BUDGET", budget)
         monkeypatch.setattr(PL, "DYNAMIC_GROUPS", least)
         p = GaussianPipeline(gl_ctx, timing="off", blend_tile=(8, 16))

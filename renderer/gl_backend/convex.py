@@ -25,12 +25,12 @@ from ..types import Camera, Frame, RenderSettings
 from .binning import PAIR_TEX_W, TileBinning
 from .context import is_software
 from .pipeline import (
-    LOOP_CAP,
     FrameRun,
     GeomShBuffers,
     PixelBuffers,
     Textures,
     bind_inputs,
+    blend_cut_limit,
     camera_uniforms,
     capped_degree,
     check_blend_cut,
@@ -38,11 +38,13 @@ from .pipeline import (
     held,
     is_current,
     read_images,
+    run_tiles,
     scene_key,
+    tile_defines,
     to_frame,
 )
 from .shaders import compute_shader
-from .sort import Scratch, groups, set_uniforms
+from .sort import Scratch, groups, set_uniforms, subgroup_size
 
 TILE = 16  # the twin's tile (getRect)
 MODES = {"rgb": 0, "depth": 1, "alpha": 2}
@@ -113,8 +115,13 @@ class ConvexPipeline:
         self._last: dict = {}
         # Pixels into storage buffers on CPU rasterizers (pipeline.PixelBuffers), as GaussianPipeline.
         self.out_buffers = is_software(ctx)
-        # ... and reads its pair ids and records through image loads (cvx_blend.comp IMAGE_INPUTS).
+        # ... and reads its pair ids and records through image loads (cvx_blend.comp IMAGE_INPUTS),
+        # and takes its tiles from a counter (group_tile.glsl DYNAMIC_TILES, pipeline.run_tiles).
         self.image_inputs = is_software(ctx)
+        self.dynamic_tiles = is_software(ctx)
+        # A work group of one subgroup runs in lockstep on llvmpipe: no barrier for the tile it takes.
+        self.lockstep = ("llvmpipe" in str(ctx.info.get("GL_RENDERER", "")).lower()
+                         and blend_tile * (blend_tile // pixels_per_thread) <= subgroup_size(ctx))
 
     # ---- resources -------------------------------------------------------------------------
     def _scene_buffers(self, scene) -> _ConvexBuffers:
@@ -206,7 +213,8 @@ class ConvexPipeline:
                                                   display and not readback) if self.out_buffers else None
                 defs = {"NPTS": k, "BLEND_TILE": bt, "PPT": self.ppt, "STEP": bt // self.ppt,
                         **(out_bufs.defines if out_bufs is not None else {}),
-                        **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
+                        **({"IMAGE_INPUTS": 1} if self.image_inputs else {}),
+                        **tile_defines(self.dynamic_tiles, self.lockstep)}
                 cs = compute_shader(ctx, "cvx_blend.comp", defs)
                 bins.hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -220,7 +228,8 @@ class ConvexPipeline:
                              range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              mode=MODES[settings.mode], depth_range=tuple(float(r) for r in rng))
-                cs.run(tiles_x, tiles_y)
+                # (iterations: a tile's pairs, at least one, and the tile loop's own)
+                run_tiles(cs, self.dynamic_tiles, tiles_x, tiles_y, bins.n_pairs + 2 * num_tiles)
                 ctx.memory_barrier()
 
             arrays = None
@@ -233,7 +242,8 @@ class ConvexPipeline:
             counters_np = np.frombuffer(self.scratch.read(counters, 32), dtype=np.uint32)
         self._last = {"bins": bins, "n": n, "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         self.binning.check(bins, counters_np)
-        check_blend_cut(int(counters_np[6]), LOOP_CAP)  # (cvx_blend.comp: one iteration per pair)
+        # (cvx_blend.comp: one iteration per pair)
+        check_blend_cut(int(counters_np[6]), blend_cut_limit(1, self.dynamic_tiles))
         stats = run.stats({
             "visible": n_visible, "tile_pairs": bins.n_pairs, "blended_samples": int(counters_np[1]),
             "tile_px": bt})

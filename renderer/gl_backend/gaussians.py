@@ -27,25 +27,25 @@ import torch
 
 from ..profiling import release_query_pool
 from ..types import Camera, Frame, RenderSettings
-from .binning import NEXT_TILE, PAIR_TEX_W, WALK_ITERATIONS, TileBinning, nearest_texture  # noqa: F401 - re-exported names
+from .binning import PAIR_TEX_W, WALK_ITERATIONS, TileBinning, nearest_texture  # noqa: F401 - re-exported names
 from .context import is_software
 from .pipeline import (
-    GRAB_BUDGET,
-    LOOP_CAP,
     FrameRun,
     GeomShBuffers,
     PixelBuffers,
     Textures,
     bind_inputs,
+    blend_cut_limit,
     camera_uniforms,
     capped_degree,
     check_blend_cut,
     depth_range,
-    dynamic_groups,
     held,
     is_current,
     read_images,
+    run_tiles,
     scene_key,
+    tile_defines,
     to_frame,
 )
 from .shaders import compute_shader
@@ -240,7 +240,7 @@ class GaussianPipeline:
         self.out_buffers = self.software
         # ... and reads its pair ids and records through image loads (gs_blend.comp IMAGE_INPUTS).
         self.image_inputs = self.software
-        # ... and takes its tiles from a counter (DYNAMIC_TILES, pipeline.dynamic_groups).
+        # ... and takes its tiles from a counter (group_tile.glsl DYNAMIC_TILES, pipeline.run_tiles).
         self.dynamic_tiles = self.software
         # Likewise the projection's records (gs_project.comp REC_BUFFERS), copied into the record
         # textures after the pass.
@@ -415,13 +415,11 @@ class GaussianPipeline:
                                                           self.binning.max_words, ready)
                     defs = {"BLEND_TILE": tw, "BLEND_TILE_H": th, "PPT": self.ppt, "STEP": th // self.ppt,
                             "BATCH": self.batch,
-                            "MODE": MODES[settings.mode], **({"LOCKSTEP": 1} if self.lockstep else {}),
+                            "MODE": MODES[settings.mode], **tile_defines(dynamic, self.lockstep),
                             **(out_bufs.defines if out_bufs is not None else {}),
                             **({"NO_DEPTH": 1} if no_depth else {}),
                             **({"COUNT_BLENDS": 1} if self.count_blends else {}),
-                            **({"IMAGE_INPUTS": 1} if self.image_inputs else {}),
-                            **({"DYNAMIC_TILES": 1, "GRAB_BUDGET": GRAB_BUDGET, "NEXT_TILE": NEXT_TILE}
-                               if dynamic else {})}
+                            **({"IMAGE_INPUTS": 1} if self.image_inputs else {})}
                     cs = compute_shader(ctx, "gs_blend.comp", defs)
                 hist.bind_to_storage_buffer(0)
                 counters.bind_to_storage_buffer(1)
@@ -432,13 +430,13 @@ class GaussianPipeline:
                 out_depth.bind_to_image(1, read=False, write=True)
                 rng = depth_range(settings, camera, sb.bounds)
                 set_uniforms(cs, pair_ids=unit, rec0=unit + 1, rec1=unit + 2, image_size=(W, H),
-                             tiles_x=tiles_x, num_tiles=num_tiles, range_base=bins.range_base,
+                             tiles_x=tiles_x, range_base=bins.range_base,
                              background=tuple(float(c) for c in settings.background),
                              depth_range=tuple(float(r) for r in rng))
-                if dynamic:  # batches of every tile, plus the do-while's and the tile loop's own
-                    cs.run(dynamic_groups(n_pairs // self.batch + 3 * num_tiles))
-                else:
+                if self.blend == "hardware":
                     cs.run(tiles_x, tiles_y)
+                else:  # (iterations: batches of every tile, plus the do-while's and the tile loop's own)
+                    run_tiles(cs, dynamic, tiles_x, tiles_y, n_pairs // self.batch + 3 * num_tiles)
                 ctx.memory_barrier()
 
             arrays = None
@@ -452,7 +450,7 @@ class GaussianPipeline:
         self._last = {"bins": bins, "n": n, "n_vis": n_vis,
                       "keys": keys if n > 0 else None, "vals": vals if n > 0 else None}
         self.binning.check(bins, counters_np)
-        check_blend_cut(int(counters_np[6]), (LOOP_CAP - (GRAB_BUDGET + 1 if dynamic else 0)) * self.batch)
+        check_blend_cut(int(counters_np[6]), blend_cut_limit(self.batch, dynamic))
         counts = {"visible": n_vis, "tile_pairs": n_pairs, "blended_samples": int(counters_np[1]),
                   "tile_px": tw, "tile_px_h": th}
         if self.blend == "software" and not self.count_blends:

@@ -22,8 +22,9 @@ import torch
 from .. import colormap
 from ..profiling import StageTimer
 from ..types import Camera, Frame, FrameStats, RenderSettings
-from .binning import nearest_texture
+from .binning import NEXT_TILE, nearest_texture
 from .context import check_error, debug_enabled
+from .sort import set_uniforms
 
 
 class Textures:
@@ -258,7 +259,7 @@ class PixelBuffers:
 
 LOOP_CAP = 65535  # llvmpipe (Mesa 22) ends an invocation's loops after this many iterations in all;
 # later Mesa has no such cap (context.loop_cap measures it), and no tile is then counted as cut
-# Dynamic tiles (gs_blend.comp DYNAMIC_TILES): a work group takes tiles while it has used fewer
+# Dynamic tiles (group_tile.glsl FOR_EACH_TILE): a work group takes tiles while it has used fewer
 # than GRAB_BUDGET loop iterations, so a tile it takes has LOOP_CAP - GRAB_BUDGET - 1 left.
 GRAB_BUDGET = 16384
 DYNAMIC_GROUPS = 64  # work groups at least: some for each of llvmpipe's threads (one per core)
@@ -266,14 +267,36 @@ DYNAMIC_GROUPS = 64  # work groups at least: some for each of llvmpipe's threads
 
 def dynamic_groups(iterations: int) -> int:
     """Work groups to dispatch for a dynamic-tile pass whose tiles take at most `iterations` loop
-    iterations in all (batches, plus one a tile): more than can all stop on their budget before the
-    tiles run out, and at least DYNAMIC_GROUPS.
+    iterations in all (a tile's own, plus one a tile): more than can all stop on their budget
+    before the tiles run out, and at least DYNAMIC_GROUPS.
 
     Why dynamic: llvmpipe (Mesa 22) hands each thread one contiguous run of a dispatch's work
     groups, so a frame waits for the slower thread; with tiles taken from a counter the faster one
     takes more. Measured per thread (CPU time per blend, 100k Gaussians): 37 and 26 ms with a
     tile per work group."""
     return max(DYNAMIC_GROUPS, iterations // GRAB_BUDGET + 1)
+
+
+def tile_defines(dynamic: bool, lockstep: bool) -> dict:
+    """Defines of a per-tile software pass (group_tile.glsl): dynamic tiles or not, and LOCKSTEP
+    where its work group is one subgroup run as one SIMD vector."""
+    return ({"DYNAMIC_TILES": 1, "GRAB_BUDGET": GRAB_BUDGET, "NEXT_TILE": NEXT_TILE} if dynamic else {}) | (
+        {"LOCKSTEP": 1} if lockstep else {})
+
+
+def run_tiles(cs, dynamic: bool, tiles_x: int, tiles_y: int, iterations: int) -> None:
+    """Dispatch a per-tile pass: a work group a tile, or (dynamic: counters[NEXT_TILE] zeroed, as
+    projection_buffers leaves it) dynamic_groups(iterations) work groups."""
+    set_uniforms(cs, num_tiles=tiles_x * tiles_y, tiles_x=tiles_x)
+    if dynamic:
+        cs.run(dynamic_groups(iterations))
+    else:
+        cs.run(tiles_x, tiles_y)
+
+
+def blend_cut_limit(per_iteration: int, dynamic: bool) -> int:
+    """The most pairs one tile (or column) of a software blend can take within the loop cap."""
+    return (LOOP_CAP - (GRAB_BUDGET + 1 if dynamic else 0)) * per_iteration
 
 
 def bind_inputs(textures, as_images: bool, first_image_unit: int = 2) -> int:
