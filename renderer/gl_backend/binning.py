@@ -76,7 +76,8 @@ SORT_LOCAL_CPU = 8
 # counters[PAIRS_BINNED] (the counters buffer of projection_buffers, unused by the shaders): the
 # pairs the parallel binning counted, copied there on the GPU and checked after the frame.
 PAIRS_BINNED = 7
-# counters[NEXT_TILE]: the software blends' next tile (pipeline.dynamic_groups); COUNTERS words in all.
+# counters[NEXT_TILE]: the next tile of a software blend with dynamic tiles (pipeline.run_tiles);
+# COUNTERS words in all.
 NEXT_TILE = 8
 COUNTERS = 12
 SORT_CAP = 4096  # bin_par.comp: pairs a tile sorts in shared memory (16 KiB); longer lists in place
