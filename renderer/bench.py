@@ -3,7 +3,8 @@
 A seeded synthetic scene (N Gaussians in a unit cube, the distribution of tests/conftest.py's
 random_gaussians) is seen from distance 3; a scene file, if given, is framed from its bounds.
 Each backend renders each scene `warmup` times untimed, then `frames` timed rounds follow in
-which every backend renders one frame in turn: a machine whose speed drifts (shared or
+which every backend renders one frame in turn, after a short pause (SETTLE_S) so that one
+backend's idle threads do not take the CPU from the next: a machine whose speed drifts (shared or
 throttled CPUs, measured to swing by 1.5x within tens of seconds) then slows all backends alike.
 Reported: median and min wall milliseconds per frame (read-back included), the median of each
 stage in Frame.stats.stages_ms, the frame's counters, and each backend's speed relative to each
@@ -27,6 +28,11 @@ from scenes.gaussians import GaussianScene
 from .types import Camera, RenderSettings, look_at_pose
 
 STAGES = ("project", "sort", "bin", "blend", "readback")
+# Pause before each timed frame when backends take turns: torch's OpenMP threads keep spinning for
+# a while after its frame and took the CPU from the next one (gl's projection, 100k Gaussians on 2
+# cores: 10.7 ms right after a torch frame, 7.7 ms after a gl frame, 8.5 and 7.9 ms after 10 and
+# 50 ms pauses).
+SETTLE_S = 0.02
 
 
 @dataclass
@@ -124,6 +130,8 @@ def measure(renderers: dict, scenes: dict, camera: Camera, settings: RenderSetti
     for i in range(max(1, frames)):
         say(f"  round {i + 1}/{max(1, frames)}")
         for name, r in renderers.items():
+            if len(renderers) > 1:
+                time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             frame = r.render(scenes[name], camera, settings)
             walls[name].append((time.perf_counter() - t0) * 1e3)
