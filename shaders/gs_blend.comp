@@ -19,8 +19,9 @@
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
 // Tiles: with DYNAMIC_TILES work groups take tiles in turn from a counter (group_tile.glsl
-// FOR_EACH_TILE): the blend took 0.838x the time at 100k Gaussians and 0.749x at 300k (bench
-// scene, 800x800, 8 x 16 px tiles, same image). Otherwise a work group blends tile group_tile().
+// FOR_EACH_TILE): the blend took 0.74x the time at 10k Gaussians, 0.84x to 0.92x at 100k and
+// 0.75x to 0.88x at 300k (bench scene, 800x800, 8 x 16 px tiles, same image; trained scenes 0.80x
+// to 0.98x). Otherwise a work group blends tile group_tile().
 // Bindings: std430 0 hist (tile ranges, see bin.comp), std430 1 counters (counters[1] += pixel
 //   blends with COUNT_BLENDS, counters[6] += tiles cut short, see below, counters[NEXT_TILE] the
 //   next tile with DYNAMIC_TILES, zeroed by the host); samplers pair_ids
