@@ -430,7 +430,7 @@ uint blend_tile(uvec2 wg) {
 #if BATCH > 1
     return iters;
 #else
-    return end - start;
+    return max(end - start, 1u);   // (an empty list still runs the loop once, masked)
 #endif
 }
 
