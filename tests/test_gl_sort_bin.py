@@ -190,7 +190,8 @@ def test_tile_sizes_give_the_same_image(gl_ctx):
     imgs = []
     for bt, exact, ppt in ((16, True, None), (16, False, None), (8, False, None), ((8, 16), False, None),
                            ((8, 16), False, 8)):
-        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, exact_tiles=exact, pixels_per_thread=ppt)
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, exact_tiles=exact, pixels_per_thread=ppt,
+                             blend="software")  # one blend for every tile (GPUs take 8 x 16 in it only)
         assert p.ppt == (16 if bt == (8, 16) and ppt is None else 8)
         imgs.append(p.render(scene, cam, RenderSettings(antialias="mip")))
         p.release()
@@ -200,6 +201,20 @@ def test_tile_sizes_give_the_same_image(gl_ctx):
         assert imgs[0].stats.counters["blended_samples"] == f.stats.counters["blended_samples"]
     pairs = [f.stats.counters["tile_pairs"] for f in imgs]
     assert pairs[1] < 0.9 * pairs[0] and pairs[3] < 0.9 * pairs[2] and pairs[3] == pairs[4]
+
+
+def test_auto_blend_gives_gpus_the_software_blend_on_8x16_tiles(gl_ctx, monkeypatch):
+    """gs_blend_hw.comp takes square tiles: on a GPU, auto blends 8 x 16 px tiles in software and
+    square ones in hardware, and asking for the hardware blend on 8 x 16 tiles is an error."""
+    import renderer.gl_backend.gaussians as G
+
+    monkeypatch.setattr(G, "is_software", lambda ctx: False)
+    for bt, blend in ((16, "hardware"), (8, "hardware"), ((8, 16), "software")):
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt)
+        assert p.blend == blend
+        p.release()
+    with pytest.raises(ValueError, match="square tiles"):
+        GaussianPipeline(gl_ctx, timing="off", blend_tile=(8, 16), blend="hardware")
 
 
 def test_blends_are_counted_only_when_asked(gl_ctx):
@@ -553,6 +568,8 @@ def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
 
     scene = random_gaussians(3000, seed=31, log_scale=-3.4)
     cam = orbit_camera(width=100, height=76)
+    if lockstep and "llvmpipe" not in gl_ctx.info["GL_RENDERER"].lower():
+        pytest.skip("LOCKSTEP is for llvmpipe, which runs a subgroup as one SIMD vector")
     frames = []
     for dynamic, budget, least in ((False, PL.GRAB_BUDGET, PL.DYNAMIC_GROUPS), (True, PL.GRAB_BUDGET,
                                     PL.DYNAMIC_GROUPS), (True, 4, 1)):

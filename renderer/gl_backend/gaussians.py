@@ -188,8 +188,9 @@ class GaussianPipeline:
     pixels_per_thread: pixels one software-blend invocation shades, one column (None: 16 for 8 x 16
     tiles, else 8). bin_method: "auto" | "chunks"
     | "parallel" (binning.TileBinning). blend: "auto" | "software" (gs_blend.comp) | "hardware"
-    (gs_blend_hw.comp); auto picks by is_software(ctx). Every choice gives the same image, but
-    for the software blend's exp2 (a cubic: alpha within 1e-4 relative).
+    (gs_blend_hw.comp, square tiles); auto picks by is_software(ctx) and the tile shape. Every
+    choice gives the same image, but for the software blend's exp2 (a cubic: alpha within 1e-4
+    relative).
     count_blends: count the pixel blends into FrameStats.counters["blended_samples"] (the software
     blend spends ~8% of its time on it and leaves the counter out without; the hardware blend
     always counts). An attribute: it may change between frames.
@@ -226,8 +227,11 @@ class GaussianPipeline:
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
         # gs_blend.comp (8-wide SIMD lanes, per-subgroup staging, PPT pixels per invocation) and bin
         # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
-        # memory batches) and bin in parallel (bin_par.comp).
-        self.blend = ("software" if self.software else "hardware") if blend == "auto" else blend
+        # memory batches) and bin in parallel (bin_par.comp). gs_blend_hw.comp takes square tiles only,
+        # so auto gives a GPU asked for 8 x 16 px tiles the software blend.
+        self.blend = blend
+        if blend == "auto":
+            self.blend = "software" if self.software or tw != th else "hardware"
         if self.blend == "hardware" and tw != th:
             raise ValueError("the hardware blend (gs_blend_hw.comp) takes square tiles only")
         # Software blend: pairs per staged batch (gs_blend.comp, the subgroup size); 1 = unbatched.
