@@ -236,14 +236,41 @@ def test_blends_are_counted_only_when_asked(gl_ctx):
 
 
 def test_cpu_and_gpu_sort_agree(gl_ctx):
+    """The two sorts give one image; auto sorts on the host on CPU rasterizers."""
     scene = random_gaussians(3000, seed=13, log_scale=-3.5)
     cam = orbit_camera(width=64, height=48)
     outs = []
-    for sort in ("gpu", "cpu"):
+    for sort in ("gpu", "cpu", "auto"):
         p = GaussianPipeline(gl_ctx, sort=sort, timing="off")
+        if sort == "auto":
+            assert p.binning.sort_mode == ("cpu" if is_software(gl_ctx) else "gpu")
         outs.append(p.render(scene, cam, RenderSettings()).rgb)
         p.release()
-    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("n", [1, 5000, 70_001])
+def test_cpu_sort_is_numpys_stable_order(gl_ctx, n):
+    """TileBinning's host sort: keys and indices in numpy's stable order, ties and culled keys
+    included (it sorts (key, index) as one word with an unstable sort)."""
+    from renderer.gl_backend.binning import TileBinning
+
+    rng = np.random.default_rng(n)
+    keys = rng.uniform(0.01, 50.0, size=n).astype(np.float32).view(np.uint32).copy()
+    keys[rng.random(n) < 0.2] = 0xFFFFFFFF
+    keys[: n // 3] = keys[n // 2]  # many ties
+    scratch = Scratch(gl_ctx)
+    binning = TileBinning(gl_ctx, scratch, "cpu")
+    kb, vb = gl_ctx.buffer(keys.tobytes()), gl_ctx.buffer(reserve=4 * n)
+    for _ in range(2):  # the second sort reuses the kept indices
+        kb.write(keys.tobytes())
+        ok, ov = binning.sort(kb, vb, n, iota=True)
+        order = np.argsort(keys, kind="stable")
+        assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
+        assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
+    kb.release()
+    vb.release()
+    scratch.release()
 
 
 # ---- the GPU paths (bin_par.comp, gs_blend_hw.comp, scan_par.comp, grouped atomics), run here on

@@ -89,7 +89,7 @@ class _ConvexBuffers(GeomShBuffers):
 class ConvexPipeline:
     """Renders ConvexScenes on one moderngl context; holds scene buffers and scratch space.
 
-    sort: "auto"/"gpu" or "cpu" (binning.TileBinning). timing: a StageTimer mode. blend_tile: 16
+    sort: "auto", "gpu" or "cpu" (binning.TileBinning). timing: a StageTimer mode. blend_tile: 16
     bins exactly as the twin; 8 (default) bins into the 8 px sub-tiles the convex can reach with
     alpha >= 1/255 (same image, fewer pixel tests); None picks per platform. pixels_per_thread:
     pixels one blend invocation shades.
@@ -109,7 +109,7 @@ class ConvexPipeline:
         self.ppt = pixels_per_thread
         self.scene: _ConvexBuffers | None = None
         self.scratch = Scratch(ctx)
-        self.binning = TileBinning(ctx, self.scratch, "gpu" if sort == "auto" else sort)
+        self.binning = TileBinning(ctx, self.scratch, sort)
         self.textures = Textures(ctx)
         self.queries: dict = {}
         self._last: dict = {}

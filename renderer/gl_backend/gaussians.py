@@ -177,8 +177,8 @@ def _texels(ctx, rows: np.ndarray):
 class GaussianPipeline:
     """Renders GaussianScenes on one moderngl context; holds scene buffers and scratch space.
 
-    sort: "gpu" (radix sort in compute), "cpu" (numpy argsort of the read-back keys) or "auto"
-    (gpu; see DESIGN/bench notes for llvmpipe figures). timing: a StageTimer mode.
+    sort: "gpu" (radix sort in compute), "cpu" (numpy sorts the read-back keys) or "auto" (cpu on
+    CPU rasterizers, gpu elsewhere: binning.TileBinning). timing: a StageTimer mode.
     blend_tile: 16 or 8 px square tiles, or (8, 16) (8 px wide, 16 tall: the software blend only);
     None picks per platform (SOFTWARE_TILE on CPU rasterizers, 16 on GPUs). A Gaussian is binned
     into the tiles of the twin's 16 px rectangle that its alpha >= 1/255 ellipse reaches (the same
@@ -205,7 +205,6 @@ class GaussianPipeline:
         if blend not in ("auto", "software", "hardware"):
             raise ValueError(f"blend must be 'auto', 'software' or 'hardware', got {blend!r}")
         self.ctx = ctx
-        self.sort = "gpu" if sort == "auto" else sort
         self.timing = timing
         if blend_tile is None:
             # Measured on an H200 (1M Gaussians, 1920x1080): a frame took 5.5 ms on 16 px tiles and
@@ -258,7 +257,7 @@ class GaussianPipeline:
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
-        self.binning = TileBinning(ctx, self.scratch, self.sort, bin_method)
+        self.binning = TileBinning(ctx, self.scratch, sort, bin_method)
         self.textures = Textures(ctx)
         self.queries: dict = {}
 
