@@ -8,10 +8,12 @@
 //               cancellation: see the comment in main).
 // PASS 0: imageAtomicMin of the depth's float bits (positive floats order as uints) into zbuf.
 // PASS 1: where a hit's depth bits equal zbuf's, imageAtomicMin of g into ids: among equal depths
-//         the smallest index wins, as the twin's (depth, index) key.
+//         the smallest index wins, as the twin's (depth, index) key. With SLOTS (the scene uploaded
+//         in Morton order, renderer/gl_backend/locality.py) g is a slot and ids takes the scene's
+//         own index of it, so that ties go as without slots.
 // Both passes are this one program (the pass is a uniform), so a hit's bits are the same in each.
-// Bindings: std430 0 recs vec4[6N], 1 boxes uvec4[N], 2 items uvec2[]; images (r32ui) 0 zbuf,
-//   1 ids. Defines: ELLIPSOIDS. Twin: renderer/torch_backend/gaussians.py (_render_points,
+// Bindings: std430 0 recs vec4[6N], 1 boxes uvec4[N], 2 items uvec2[], with SLOTS 3 scene_index
+//   uint[N] (slot -> the scene's index); images (r32ui) 0 zbuf, 1 ids. Defines: ELLIPSOIDS, SLOTS. Twin: renderer/torch_backend/gaussians.py (_render_points,
 //   _render_ellipsoids).
 #include "mk_common.glsl"
 
@@ -20,6 +22,12 @@ layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Recs { vec4 recs[]; };
 layout(std430, binding = 1) readonly buffer Boxes { uvec4 boxes[]; };
 layout(std430, binding = 2) readonly buffer Items { uvec2 items[]; };
+#ifdef SLOTS
+layout(std430, binding = 3) readonly buffer SceneIndex { uint scene_index[]; };
+#define TIE(g) scene_index[g]
+#else
+#define TIE(g) (g)
+#endif
 layout(r32ui, binding = 0) coherent uniform uimage2D zbuf;
 layout(r32ui, binding = 1) coherent uniform uimage2D ids;
 
@@ -35,7 +43,7 @@ void hit(ivec2 p, uint g, uint zbits) {
     if (pass_id == 0) {
         if (zbits < cur) imageAtomicMin(zbuf, p, zbits);
     } else if (cur == zbits) {
-        imageAtomicMin(ids, p, g);
+        imageAtomicMin(ids, p, TIE(g));
     }
 }
 

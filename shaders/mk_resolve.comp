@@ -8,13 +8,17 @@
 // Empty pixels: rgb = background, alpha 0, depth 0, normal 0. Covered pixels: alpha 1, depth = the
 // winner's view z (zbuf's bits).
 // Bindings: std430 0 recs vec4[6N]; images 0 zbuf (r32ui), 1 ids (r32ui), 2 out_rgba (rgba32f),
-//   3 out_depth (r32f), 4 out_normals (rgba32f, MODE 1 and 2: (world normal, 0)).
-// Defines: MODE. Twin: renderer/torch_backend/gaussians.py (_render_points, _render_ellipsoids).
+//   3 out_depth (r32f), 4 out_normals (rgba32f, MODE 1 and 2: (world normal, 0)); with SLOTS
+//   std430 1 slot_of uint[N] (ids holds the scene's indices; recs are by slot, see mk_raster.comp).
+// Defines: MODE, SLOTS. Twin: renderer/torch_backend/gaussians.py (_render_points, _render_ellipsoids).
 #include "mk_common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;
 
 layout(std430, binding = 0) readonly buffer Recs { vec4 recs[]; };
+#ifdef SLOTS
+layout(std430, binding = 1) readonly buffer SlotOf { uint slot_of[]; };
+#endif
 layout(r32ui, binding = 0) readonly uniform uimage2D zbuf;
 layout(r32ui, binding = 1) readonly uniform uimage2D ids;
 layout(rgba32f, binding = 2) writeonly uniform image2D out_rgba;
@@ -40,6 +44,9 @@ void main() {
 #endif
         return;
     }
+#ifdef SLOTS
+    g = slot_of[g];
+#endif
     float z = uintBitsToFloat(imageLoad(zbuf, p).x);
     vec3 rgb = recs[REC * g + 3u].rgb;
 #if MODE != 0

@@ -103,10 +103,11 @@ def test_radix_sort_of_a_key_range(gl_ctx, n):
     _check_radix_sort(gl_ctx, wide, key_bits=bits, key_offset=lo, iota=True, max_digit_bits=9, local=8)
 
 
-def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None):
-    """Reference: stable depth order, then per tile the Gaussians whose rectangle (row spans
-    [n, 8, 2] where given, for rectangles of up to 8 rows) covers it."""
-    order = np.argsort(keys, kind="stable")
+def numpy_bins(keys: np.ndarray, rects: np.ndarray, tiles_x: int, num_tiles: int, spans=None, tie=None):
+    """Reference: depth order (equal keys by index, or by `tie` [n] where given: the scene's index
+    of each slot), then per tile the Gaussians whose rectangle (row spans [n, 8, 2] where given,
+    for rectangles of up to 8 rows) covers it."""
+    order = np.argsort(keys, kind="stable") if tie is None else np.lexsort((tie, keys))
     order = order[keys[order] != 0xFFFFFFFF]
     lists = [[] for _ in range(num_tiles)]
     for g in order:
@@ -132,7 +133,7 @@ def _render_and_check(pipe, scene, camera):
     # The projection writes view-z bits as keys; reconstruct the unsorted keys from the sorted pairs.
     keys = np.empty(len(scene), dtype=np.uint32)
     keys[st["sorted_vals"]] = st["sorted_keys"]
-    start, ids = numpy_bins(keys, st["rects"], tx, tx * ty, st["spans"])
+    start, ids = numpy_bins(keys, st["rects"], tx, tx * ty, st["spans"], tie=st.get("order"))
     assert np.array_equal(st["tile_start"], start)
     assert np.array_equal(st["ids"], ids)
     return st
@@ -611,3 +612,76 @@ def test_dynamic_tiles_give_the_static_image(gl_ctx, monkeypatch, lockstep):
     for f in frames[1:]:
         assert torch.equal(frames[0].rgb, f.rgb) and torch.equal(frames[0].depth, f.depth)
         assert frames[0].stats.counters == f.stats.counters
+
+
+def test_spatial_order_keeps_the_scene_order_of_equal_depths(gl_ctx):
+    """A scene uploaded in Morton order (locality.py, with the host sort) gives the image, depth,
+    counts and bins (mapped back through debug_state's order) of the scene's own order, where many
+    Gaussians share a depth: the host sort and the marker z-buffer break ties by the scene's index."""
+    from renderer.gl_backend.markers import MarkerPipeline
+
+    scene = random_gaussians(4000, seed=41, log_scale=-3.0)
+    scene.means[:, 2] = torch.round(scene.means[:, 2] * 3.0) / 3.0  # a few depth planes: ties
+    cam = Camera.look_at(np.array([0.0, 0.0, -3.0]), np.zeros(3), np.array([0.0, -1.0, 0.0]), 96, 72, 50.0)
+    out, states, marks = [], [], []
+    for spatial in (False, True):
+        p = GaussianPipeline(gl_ctx, sort="cpu", timing="off")
+        p.spatial_order = spatial
+        out.append(p.render(scene, cam, RenderSettings()))
+        states.append(p.debug_state())
+        mk = MarkerPipeline(gl_ctx, timing="off")
+        marks.append(mk.render(scene, cam, RenderSettings(mode="points", point_size=3.0), p._scene_buffers))
+        mk.release()
+        p.release()
+    plain, spatial = states
+    assert not np.array_equal(spatial["order"], np.arange(len(scene)))  # the upload was reordered
+    keys = plain["sorted_keys"][plain["sorted_keys"] != 0xFFFFFFFF]
+    assert len(keys) - len(np.unique(keys)) > 1000  # the ties are there
+    assert torch.equal(out[0].rgb, out[1].rgb) and torch.equal(out[0].depth, out[1].depth)
+    assert out[0].stats.counters == out[1].stats.counters
+    assert np.array_equal(plain["tile_start"], spatial["tile_start"])
+    assert np.array_equal(plain["ids"], spatial["order"][spatial["ids"]])
+    assert torch.equal(marks[0].rgb, marks[1].rgb) and torch.equal(marks[0].depth, marks[1].depth)
+
+
+def test_spatial_order_is_kept_while_the_scene_changes_in_place(gl_ctx, monkeypatch):
+    """Training changes a scene's tensors in place: the upload reuses the scene's order (any order
+    renders the same image), and a new count makes a new one, the old buffers freed."""
+    from renderer.gl_backend.locality import SpatialOrder
+
+    freed = []
+    release = SpatialOrder.release
+    monkeypatch.setattr(SpatialOrder, "release", lambda self: (freed.append(self), release(self)))
+    scene = random_gaussians(2000, seed=43, log_scale=-3.2)
+    cam = orbit_camera(width=64, height=48)
+    p = GaussianPipeline(gl_ctx, sort="cpu", timing="off")
+    p.render(scene, cam, RenderSettings())
+    slots = p.scene.slots
+    held = p.resource_stats()
+    with torch.no_grad():
+        scene.means.mul_(1.05)
+    moved = p.render(scene, cam, RenderSettings())
+    assert p.scene.slots is slots and p.resource_stats() == held
+    fresh = GaussianPipeline(gl_ctx, sort="cpu", timing="off")
+    assert torch.equal(moved.rgb, fresh.render(scene, cam, RenderSettings()).rgb)
+    fresh.release()
+    pruned = scene.subset(torch.arange(1500))  # the same object with fewer Gaussians (densification)
+    for f in ("means", "quats", "scales", "opacities", "sh"):
+        setattr(scene, f, getattr(pruned, f))
+    p.render(scene, cam, RenderSettings())
+    assert p.scene.slots is not slots and len(p.scene.slots.order) == 1500 and freed == [slots]
+    assert p.resource_stats()["objects"] == held["objects"]
+    p.release()
+
+
+def test_morton_order_is_a_local_permutation():
+    from renderer.gl_backend.locality import morton_order
+
+    pts = np.random.default_rng(5).random((5000, 3)).astype(np.float32) * [4.0, 1.0, 0.01]
+    pts[7] = np.nan  # non-finite rows still get a place
+    order = morton_order(pts)
+    assert np.array_equal(np.sort(order), np.arange(len(pts)))
+    ok = np.isfinite(pts).all(axis=1)
+    step = np.linalg.norm(np.diff(pts[order][ok[order]], axis=0), axis=1).mean()
+    assert step < 0.1 * np.linalg.norm(np.diff(pts[ok], axis=0), axis=1).mean()
+    assert morton_order(np.zeros((0, 3))).shape == (0,)

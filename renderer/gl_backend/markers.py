@@ -99,6 +99,10 @@ class MarkerPipeline:
         with run.upload():
             sb = scene_buffers(scene)
         n = int(sb.n)
+        # A scene uploaded in Morton order (gaussians._SceneBuffers slots): ties by its own index.
+        slots = getattr(sb, "slots", None)
+        slot_bufs = slots.buffers if slots is not None else ()
+        slot_defs = {"SLOTS": 1} if slots is not None else {}
         recs = self.scratch.get("recs", 96 * max(n, 1))  # REC (6) vec4 per Gaussian
         boxes = self.scratch.get("boxes", 16 * max(n, 1))
         counters = self.scratch.get("counters", 16)
@@ -140,8 +144,8 @@ class MarkerPipeline:
                 cs.run(groups(W, 16), groups(H, 16))
                 ctx.memory_barrier()
                 if total > 0:
-                    cs = compute_shader(ctx, "mk_raster.comp", {"ELLIPSOIDS": int(ellipsoids)})
-                    for i, b in enumerate((recs, boxes, items)):
+                    cs = compute_shader(ctx, "mk_raster.comp", {"ELLIPSOIDS": int(ellipsoids), **slot_defs})
+                    for i, b in enumerate((recs, boxes, items, *slot_bufs[:1])):
                         b.bind_to_storage_buffer(i)
                     zbuf.bind_to_image(0, read=True, write=True)
                     ids.bind_to_image(1, read=True, write=True)
@@ -154,8 +158,10 @@ class MarkerPipeline:
                         ctx.memory_barrier()
 
             with run.stage("blend"):
-                cs = compute_shader(ctx, "mk_resolve.comp", {"MODE": _RESOLVE_MODE[mode]})
+                cs = compute_shader(ctx, "mk_resolve.comp", {"MODE": _RESOLVE_MODE[mode], **slot_defs})
                 recs.bind_to_storage_buffer(0)
+                if slot_bufs:
+                    slot_bufs[1].bind_to_storage_buffer(1)
                 zbuf.bind_to_image(0, read=True, write=False)
                 ids.bind_to_image(1, read=True, write=False)
                 out_rgba.bind_to_image(2, read=False, write=True)
