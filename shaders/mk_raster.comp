@@ -13,8 +13,8 @@
 //         own index of it, so that ties go as without slots.
 // Both passes are this one program (the pass is a uniform), so a hit's bits are the same in each.
 // Bindings: std430 0 recs vec4[6N], 1 boxes uvec4[N], 2 items uvec2[], with SLOTS 3 scene_index
-//   uint[N] (slot -> the scene's index); images (r32ui) 0 zbuf, 1 ids. Defines: ELLIPSOIDS, SLOTS. Twin: renderer/torch_backend/gaussians.py (_render_points,
-//   _render_ellipsoids).
+//   uint[N] (slot -> the scene's index); images (r32ui) 0 zbuf, 1 ids. Defines: ELLIPSOIDS, SLOTS.
+//   Twin: renderer/torch_backend/gaussians.py (_render_points, _render_ellipsoids).
 #include "mk_common.glsl"
 
 layout(local_size_x = 64) in;

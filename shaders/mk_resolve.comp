@@ -10,7 +10,8 @@
 // Bindings: std430 0 recs vec4[6N]; images 0 zbuf (r32ui), 1 ids (r32ui), 2 out_rgba (rgba32f),
 //   3 out_depth (r32f), 4 out_normals (rgba32f, MODE 1 and 2: (world normal, 0)); with SLOTS
 //   std430 1 slot_of uint[N] (ids holds the scene's indices; recs are by slot, see mk_raster.comp).
-// Defines: MODE, SLOTS. Twin: renderer/torch_backend/gaussians.py (_render_points, _render_ellipsoids).
+// Defines: MODE, SLOTS. Twin: renderer/torch_backend/gaussians.py (_render_points,
+//   _render_ellipsoids).
 #include "mk_common.glsl"
 
 layout(local_size_x = 16, local_size_y = 16) in;

@@ -229,8 +229,8 @@ class TileBinning:
         then orders key - least over only the bits that range needs (3 passes instead of 4 when
         the depths span less than a factor of ~2^15 in float bits), the same order.
         iota: the values are the indices 0..n-1 (vals' contents unread; gs_project.comp stores none).
-        slots: the keys are in the slots of this locality.SpatialOrder (gs_project.comp SLOTS; cpu
-        sort only): equal keys then keep the order of the scene's own indices, as without slots.
+        slots: the scene was uploaded in this locality.SpatialOrder, so keys and values are by slot
+        (cpu sort only): equal keys keep the order of the scene's own indices, as without slots.
         """
         if self.sort_mode == "cpu":
             k = np.frombuffer(keys.read(4 * n), dtype=np.uint32)
