@@ -55,13 +55,18 @@ def _check_radix_sort(ctx, keys: np.ndarray, **kw) -> None:
         vals = np.random.default_rng(n).integers(0, 2**32, size=n, dtype=np.uint32)
     scratch = Scratch(ctx)
     kb, vb = ctx.buffer(keys.tobytes()), ctx.buffer(vals.tobytes())
-    ok, ov = radix_sort(ctx, scratch, kb, vb, n, **kw)
-    order = np.argsort(keys, kind="stable")
-    assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
-    assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
+    _assert_stable_sort(keys, *radix_sort(ctx, scratch, kb, vb, n, **kw))
     kb.release()
     vb.release()
     scratch.release()
+
+
+def _assert_stable_sort(keys: np.ndarray, sorted_keys, sorted_vals) -> None:
+    """The buffers hold keys and their indices 0..n-1 in numpy's stable argsort order."""
+    n = len(keys)
+    order = np.argsort(keys, kind="stable")
+    assert np.array_equal(np.frombuffer(sorted_keys.read(4 * n), dtype=np.uint32), keys[order])
+    assert np.array_equal(np.frombuffer(sorted_vals.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
 
 
 @pytest.mark.parametrize("n,gpu", [(1, False), (100, False), (5000, False), (66_000, False), (66_000, True)])
@@ -265,10 +270,7 @@ def test_cpu_sort_is_numpys_stable_order(gl_ctx, n):
     kb, vb = gl_ctx.buffer(keys.tobytes()), gl_ctx.buffer(reserve=4 * n)
     for _ in range(2):  # the second sort reuses the kept indices
         kb.write(keys.tobytes())
-        ok, ov = binning.sort(kb, vb, n, iota=True)
-        order = np.argsort(keys, kind="stable")
-        assert np.array_equal(np.frombuffer(ok.read(4 * n), dtype=np.uint32), keys[order])
-        assert np.array_equal(np.frombuffer(ov.read(4 * n), dtype=np.uint32), order.astype(np.uint32))
+        _assert_stable_sort(keys, *binning.sort(kb, vb, n, iota=True))
     kb.release()
     vb.release()
     scratch.release()

@@ -22,17 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-MORTON_BITS = 10  # per axis: a 1024^3 grid, 30-bit codes (uint32)
-
-
-def _spread3(v: np.ndarray) -> np.ndarray:
-    """The low 10 bits of v [n] uint32 spread to every third bit (bit i -> bit 3i)."""
-    v = v & np.uint32(0x3FF)
-    v = (v | (v << np.uint32(16))) & np.uint32(0x030000FF)
-    v = (v | (v << np.uint32(8))) & np.uint32(0x0300F00F)
-    v = (v | (v << np.uint32(4))) & np.uint32(0x030C30C3)
-    v = (v | (v << np.uint32(2))) & np.uint32(0x09249249)
-    return v
+from scenes.morton import MORTON_BITS, morton_codes
 
 
 def morton_order(points: np.ndarray) -> np.ndarray:
@@ -51,9 +41,8 @@ def morton_order(points: np.ndarray) -> np.ndarray:
     extent = float(np.max(np.where(hi > lo, hi - lo, 0.0)))
     scale = np.float32(cells / extent if extent > 0 else 0.0)
     q = np.clip(np.where(finite, (p - lo) * scale, 0.0), 0, cells).astype(np.uint32)
-    code = _spread3(q[:, 0]) | (_spread3(q[:, 1]) << np.uint32(1)) | (_spread3(q[:, 2]) << np.uint32(2))
     # (numpy's default sort: 0.26x the time of its stable one at 1M points; 126 ms in all here)
-    return np.argsort(code).astype(np.int64)
+    return np.argsort(morton_codes(q)).astype(np.int64)
 
 
 class SpatialOrder:
@@ -79,4 +68,4 @@ class SpatialOrder:
             b.release()
 
 
-__all__ = ["MORTON_BITS", "SpatialOrder", "morton_order"]
+__all__ = ["SpatialOrder", "morton_order"]

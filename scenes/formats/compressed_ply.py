@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import SceneLoadError
 from ..gaussians import SH_C0, GaussianScene
 from ..load import FormatSpec
+from ..morton import morton_codes
 from ._quant import scene_from_arrays
 from .ply import PlyHeader, is_ply, parse_header, read_ply, write_ply
 
@@ -64,24 +65,13 @@ def scene_arrays(scene: GaussianScene) -> tuple[dict[str, np.ndarray], int]:
     return out, int(n - keep.sum())
 
 
-def _part1by2(v: np.ndarray) -> np.ndarray:
-    """Spread the low 10 bits of v so that two zero bits follow each one (Morton interleave)."""
-    v = v.astype(np.uint64) & np.uint64(0x3FF)
-    v = (v | (v << np.uint64(16))) & np.uint64(0x030000FF)
-    v = (v | (v << np.uint64(8))) & np.uint64(0x0300F00F)
-    v = (v | (v << np.uint64(4))) & np.uint64(0x030C30C3)
-    v = (v | (v << np.uint64(2))) & np.uint64(0x09249249)
-    return v
-
-
 def morton_order(means: np.ndarray) -> np.ndarray:
     """Indices [N] sorting points [N,3] along a 30-bit Morton curve (keeps chunks spatially tight)."""
     if len(means) == 0:
         return np.zeros(0, dtype=np.int64)
     lo, hi = means.min(0), means.max(0)
     q = ((means - lo) / np.where(hi > lo, hi - lo, 1.0) * 1023.0 + 0.5).astype(np.int64)
-    code = _part1by2(q[:, 0]) | (_part1by2(q[:, 1]) << np.uint64(1)) | (_part1by2(q[:, 2]) << np.uint64(2))
-    return np.argsort(code, kind="stable")
+    return np.argsort(morton_codes(q), kind="stable")
 
 
 def pack_smallest_three(quats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
