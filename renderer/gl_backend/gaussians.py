@@ -408,15 +408,17 @@ class GaussianPipeline:
                         for t, b in zip(recs, rec_bufs, strict=True):
                             t.write(b)  # buffer to texture on the GL side: the blend reads textures
                     if npairs is not None:
-                        n_vis, expect_pairs, key_range = self.binning.host_counts(keys, npairs, n)
+                        n_vis, expect_pairs, key_range, host_keys = self.binning.host_counts(keys, npairs, n)
                     else:
                         cnt = np.frombuffer(self.scratch.read(counters, 24), dtype=np.uint32)
                         n_vis, expect_pairs = int(cnt[0]), int(cnt[2])
                         key_range = (int(cnt[4]), int(cnt[5]))
+                        host_keys = None  # (the keys stay on the GL side)
 
                 with run.stage("sort"):
                     if n_vis > 0:
-                        keys, vals = self.binning.sort(keys, vals, n, key_range, iota=True, slots=slots)
+                        keys, vals = self.binning.sort(keys, vals, n, key_range, iota=True, slots=slots,
+                                                       host_keys=host_keys)
 
                 with run.stage("bin"):
                     bins = self.binning.bin(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
