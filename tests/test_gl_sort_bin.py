@@ -8,6 +8,7 @@ import torch
 from conftest import orbit_camera, psnr, random_gaussians, shared_file
 
 from renderer import Camera, RenderSettings
+from renderer.gl_backend import host_bin
 from renderer.gl_backend.context import is_software, loop_cap
 from renderer.gl_backend.gaussians import PAIR_TEX_W, GaussianPipeline
 from renderer.gl_backend.sort import Scratch, exclusive_scan, radix_sort, scan_total
@@ -16,11 +17,18 @@ from scenes import GaussianScene
 pytestmark = pytest.mark.gl
 
 
-@pytest.fixture(scope="module", params=[(16, True), (16, False), (8, False), ((8, 16), False)],
-                ids=["tile16-exact", "tile16", "tile8", "tile8x16"])
+@pytest.fixture(scope="module", params=[(16, True, "gpu", "chunks"), (16, False, "gpu", "chunks"),
+                                        (8, False, "gpu", "chunks"), ((8, 16), False, "gpu", "chunks"),
+                                        (16, True, "gpu", "host"), ((8, 16), False, "cpu", "host")],
+                ids=["tile16-exact", "tile16", "tile8", "tile8x16", "tile16-exact-host", "tile8x16-host"])
 def pipe(gl_ctx, request):
-    bt, exact = request.param
-    p = GaussianPipeline(gl_ctx, sort="gpu", timing="off", blend_tile=bt, exact_tiles=exact)
+    """Pipelines whose bins the tests below check against numpy: the chunk walks (bin.comp), and
+    the host binning after either sort (the cpu sort hands it the order, else it reads it back)."""
+    bt, exact, sort, method = request.param
+    if method == "host" and not host_bin.available():
+        pytest.skip("host binning needs numba")
+    p = GaussianPipeline(gl_ctx, sort=sort, timing="off", blend_tile=bt, exact_tiles=exact, bin_method=method)
+    assert p.binning.method == method
     yield p
     p.release()
 
@@ -301,6 +309,75 @@ def test_parallel_binning_matches_chunk_walks(gl_ctx, bt, cap, max_bucket):
     assert np.array_equal(out["chunks"][1], out["parallel"][1])
 
 
+@pytest.mark.parametrize("bt", [8, 16, (8, 16)], ids=["8", "16", "8x16"])
+def test_host_binning_matches_chunk_walks(gl_ctx, bt):
+    """Same bins and image, with a camera inside the cloud (rectangles over 8 rows or 15 tiles keep
+    whole rows, FULL_SPANS) and Gaussians behind it."""
+    if not host_bin.available():
+        pytest.skip("host binning needs numba")
+    scene = random_gaussians(3000, seed=31, log_scale=-2.8)
+    cam = Camera.look_at((0.1, 0.05, -0.2), (0.0, 0.0, 1.0), (0, -1, 0), 256, 192)
+    out = {}
+    for method in ("chunks", "host"):
+        p = GaussianPipeline(gl_ctx, timing="off", blend_tile=bt, bin_method=method)
+        f = p.render(scene, cam, RenderSettings())
+        st = p.debug_state()
+        out[method] = (st["tile_start"], st["ids"], f.rgb, int(st["rects"].shape[0]))
+        full = (st["rects"][:, 3] - st["rects"][:, 1] > 8) | (st["rects"][:, 2] - st["rects"][:, 0] > 15)
+        assert full.any() and st["ids"].size > 10_000
+        p.release()
+    assert np.array_equal(out["chunks"][0], out["host"][0])
+    assert np.array_equal(out["chunks"][1], out["host"][1])
+    assert torch.equal(out["chunks"][2], out["host"][2])
+
+
+def test_host_bin_tiles_clips_to_the_grid_and_checks_room():
+    """Records reaching past the grid are clipped (the projections clip, but a bad record must not
+    write out of bounds), and an ids array too short raises before anything is written."""
+    if not host_bin.available():
+        pytest.skip("host binning needs numba")
+    def rect(x0, y0, x1, y1, spans=(0xFFFFFFFF, 0)):
+        return [x0 | y0 << 16, x1 | y1 << 16, *spans]
+    rects = np.array([rect(0, 0, 2, 2), rect(2, 1, 9, 7),  # the second reaches past 4 x 3 tiles
+                      rect(1, 1, 4, 3, (0x21 | 0x31 << 8, 0))], dtype=np.uint32)  # spans 1..2, 1..3
+    order = np.array([2, 0, 1], dtype=np.uint32)
+    ids = np.full(16, 99, dtype=np.uint32)
+    ends, pairs = host_bin.bin_tiles(order, rects, 4, 3, ids)
+    # rect 2's spans: tile x 2 of row 1, x 2 and 3 of row 2; rect 1 clipped to x 2..3, rows 1..2
+    lists = {0: [0], 1: [0], 4: [0], 5: [0], 6: [2, 1], 7: [1], 10: [2, 1], 11: [2, 1]}
+    want = [g for t in range(12) for g in lists.get(t, [])]
+    assert pairs == len(want) and list(ids[:pairs]) == want and (ids[pairs:] == 99).all()
+    assert list(ends) == list(np.cumsum([len(lists.get(t, [])) for t in range(12)]))
+    short = np.full(pairs - 1, 99, dtype=np.uint32)
+    with pytest.raises(ValueError, match="do not fit"):
+        host_bin.bin_tiles(order, rects, 4, 3, short)
+    assert (short == 99).all()
+
+
+def test_auto_bins_on_the_host_where_numba_is(gl_ctx, monkeypatch):
+    """CPU rasterizers bin on the host, or walk chunks without numba; asking for the host binning
+    without numba is an error. A host count other than the projection's raises."""
+    from renderer.gl_backend import binning
+
+    software = "host" if host_bin.available() else "chunks"
+    assert GaussianPipeline(gl_ctx, timing="off").binning.method == (software if is_software(gl_ctx)
+                                                                      else "parallel")
+    monkeypatch.setattr(host_bin, "numba", None)
+    if is_software(gl_ctx):
+        assert GaussianPipeline(gl_ctx, timing="off").binning.method == "chunks"
+    with pytest.raises(ValueError, match="needs numba"):
+        GaussianPipeline(gl_ctx, timing="off", bin_method="host")
+    monkeypatch.undo()
+    if not host_bin.available():
+        return
+    p = GaussianPipeline(gl_ctx, timing="off", bin_method="host")
+    real = host_bin.bin_tiles
+    monkeypatch.setattr(binning.host_bin, "bin_tiles", lambda *a: (lambda e, n: (e, n - 1))(*real(*a)))
+    with pytest.raises(RuntimeError, match="tile binning counted"):
+        p.render(random_gaussians(200, seed=3), orbit_camera(width=64, height=48), RenderSettings())
+    p.release()
+
+
 def test_parallel_binning_checks_its_pair_count_after_the_frame(gl_ctx):
     """The parallel binning's count is read back with the frame's counters, not mid-frame: a count
     other than the projection's still raises."""
@@ -507,7 +584,7 @@ def test_storage_buffer_outputs_fall_back_to_images_past_the_binding_limit(gl_ct
     cam = orbit_camera(width=96, height=72)
     frames = []
     for limited in (False, True):
-        p = GaussianPipeline(gl_ctx, timing="off")
+        p = GaussianPipeline(gl_ctx, timing="off", bin_method="chunks")  # (the chunk walks' pair buffer)
         assert p.out_buffers and p.rec_buffers and p.binning.pair_buffer
         if limited:  # the pairs still fit one binding; the images, records and pair texture do not
             p.binning.max_words = frames[0].stats.counters["tile_pairs"]

@@ -10,7 +10,8 @@ and counts into counters[0] the primitives with a valid key and into counters[2]
 (tile, primitive) pairs their rectangles (or spans) cover, or (HOST_COUNTS) stores each one's
 pairs for TileBinning.host_counts to reduce with the keys. TileBinning then
     sort  [radix.comp, scan.comp]  stable radix sort of (key, index) on the GPU, or numpy on the CPU
-    bin   [bin.comp, bin_rows.comp or bin_par.comp, scan.comp]  (BIN_METHODS: chunk walks on CPU rasterizers,
+    bin   [bin.comp, bin_rows.comp or bin_par.comp, scan.comp, or host_bin.py]  (BIN_METHODS: a
+                                   counting sort on the host on CPU rasterizers, or chunk walks there,
                                    a work group per chunk whose lanes share each primitive's tiles;
                                    per-primitive atomics and a per-tile sort on GPUs)
                                    the depth-sorted primitives bucketed stably into per-tile lists:
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import host_bin
 from .context import is_software
 from .shaders import compute_shader
 from .sort import (
@@ -59,12 +61,14 @@ INVALID_KEY = 0xFFFFFFFF  # gs_common.glsl INVALID_KEY: the sort key of a culled
 WALK_ITERATIONS = 16384
 SPLIT = 2
 SORT_MODES = ("auto", "gpu", "cpu")
-# Bin methods: "chunks" walks depth-sorted chunks serially (bin.comp: a few work groups with long
-# walks, the fast choice on llvmpipe); "parallel" is one invocation per primitive with per-tile
-# atomic counters and a per-tile sort by depth rank (bin_par.comp: the fast choice on GPUs, where
-# the serial walks took about half of a frame). "auto" picks by is_software(ctx). Both give the
-# same bins.
-BIN_METHODS = ("auto", "chunks", "parallel")
+# Bin methods: "host" is a counting sort on the host (host_bin.py: where the GL buffers are host
+# memory, llvmpipe, and numba is there; the fast choice on CPU rasterizers); "chunks" walks
+# depth-sorted chunks serially (bin.comp: a few work groups with long walks, the fast choice on
+# llvmpipe without host binning); "parallel" is one invocation per primitive with per-tile atomic
+# counters and a per-tile sort by depth rank (bin_par.comp: the fast choice on GPUs, where the
+# serial walks took about half of a frame). "auto" picks host on CPU rasterizers (chunks without
+# numba), parallel elsewhere. All give the same bins.
+BIN_METHODS = ("auto", "host", "chunks", "parallel")
 # Radix sort on CPU rasterizers (in-frame, one process, against 1024 keys a chunk, 8-bit digits and
 # 64 chunks a work group): 2048 keys a chunk, digits up to 9 bits and 8 chunks a work group took
 # 0.93x the sort time at 100k Gaussians (bench camera, 23 key bits: three 8-bit passes either way)
@@ -151,7 +155,8 @@ class TileBinning:
         sort: "gpu" (radix.comp), "cpu" (numpy sorts the read-back keys) or "auto" (cpu on CPU
             rasterizers, where the keys are in host memory: at 100k Gaussians the sort took 1.6 ms
             against 6.6 for radix.comp on llvmpipe, the frame 0.93x; gpu elsewhere)
-        method: "auto" | "chunks" | "parallel" (see BIN_METHODS)
+        method: "auto" | "host" | "chunks" | "parallel" (see BIN_METHODS; "host" without numba
+            raises)
     """
 
     def __init__(self, ctx, scratch: Scratch, sort: str = "gpu", method: str = "auto"):
@@ -159,8 +164,14 @@ class TileBinning:
             raise ValueError(f"sort must be 'auto', 'gpu' or 'cpu', got {sort!r}")
         if method not in BIN_METHODS:
             raise ValueError(f"method must be one of {BIN_METHODS}, got {method!r}")
+        if method == "host" and not host_bin.available():
+            raise ValueError("bin method 'host' needs numba (pip install numba)")
         self.ctx = ctx
-        self.method = ("chunks" if is_software(ctx) else "parallel") if method == "auto" else method
+        if method == "auto":
+            method = ("host" if host_bin.available() else "chunks") if is_software(ctx) else "parallel"
+        self.method = method
+        self._host_ids = None  # "host": the pair ids as written to pair_ids (its texels)
+        self._host_order = None  # (sorted indices [n_vis..n] uint32, n): the cpu sort's result
         self.scratch = scratch
         self.sort_mode = ("cpu" if is_software(ctx) else "gpu") if sort == "auto" else sort
         self._iota_cache = None  # the cpu sort's indices
@@ -243,7 +254,10 @@ class TileBinning:
             pairs.sort()
             keys.write((pairs >> np.uint64(32)).astype(np.uint32).tobytes())
             ids = pairs.astype(np.uint32)
-            vals.write((ids if slots is None else np.take(slots.slot_of, ids)).tobytes())
+            if slots is not None:
+                ids = np.take(slots.slot_of, ids)
+            vals.write(ids.tobytes())
+            self._host_order = (ids, n)  # (for the host binning)
             return keys, vals
         if slots is not None:
             raise ValueError("slots need the cpu sort (radix.comp breaks ties by slot)")
@@ -273,8 +287,15 @@ class TileBinning:
         rects: the projection's uvec4 per primitive (rectangle and row spans, see the module doc).
         Raises RuntimeError if the pairs binned never match the projection's count.
         """
+        order, self._host_order = self._host_order, None
         if n_vis <= 0 or expect_pairs <= 0:
             return self.empty(num_tiles)
+        if self.method == "host":
+            if expect_pairs > self.max_pairs:
+                raise RuntimeError(f"this frame has {expect_pairs:,} (tile, primitive) pairs, more than "
+                                   f"this GL implementation can bin ({self.max_pairs:,}); lower the "
+                                   "resolution or the splat scale")
+            return self._bin_host(order, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
         if expect_pairs > min(self.max_pairs, self.max_words):
             raise RuntimeError(f"this frame has {expect_pairs:,} (tile, primitive) pairs, more than this GL "
                                f"implementation can bin ({min(self.max_pairs, self.max_words):,}); "
@@ -297,6 +318,31 @@ class TileBinning:
             if num_tiles * chunks > self.max_words:
                 return self._bin_parallel(keys, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x)
         raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
+
+    def _bin_host(self, order, vals, rects, n_vis, expect_pairs, num_tiles, tiles_x) -> Bins:
+        """host_bin.bin_tiles on the sorted indices (the cpu sort's, else read back) and the rects
+        read back; writes the tile ends into hist and the pair ids into the pair texture."""
+        if order is None:  # (the sort ran on the GL side)
+            ids = np.frombuffer(vals.read(4 * n_vis), dtype=np.uint32)
+            n = int(ids.max()) + 1
+        else:
+            ids, n = order[0][:n_vis], order[1]
+        r = np.frombuffer(rects.read(16 * n), dtype=np.uint32).reshape(n, 4)
+        tex = self.pair_texture(expect_pairs)
+        size = tex.width * tex.height
+        if self._host_ids is None or len(self._host_ids) != size:
+            self._host_ids = np.zeros(size, dtype=np.uint32)
+        try:
+            ends, n_pairs = host_bin.bin_tiles(ids, r, tiles_x, num_tiles // tiles_x, self._host_ids)
+        except ValueError:
+            n_pairs = -1  # (more pairs than the projection counted: not written)
+        if n_pairs != expect_pairs:
+            raise RuntimeError(f"tile binning counted {n_pairs} pairs, expected {expect_pairs}")
+        hist = self.scratch.get("bin_hist", 4 * num_tiles)
+        hist.write(ends.astype(np.uint32).tobytes())
+        rows = -(-n_pairs // PAIR_TEX_W)
+        tex.write(memoryview(self._host_ids[:rows * PAIR_TEX_W]), viewport=(0, 0, PAIR_TEX_W, rows))
+        return Bins(hist, 1, n_pairs, num_tiles)
 
     def empty(self, num_tiles: int) -> Bins:
         """Bins with every tile's list empty."""
@@ -436,10 +482,11 @@ class TileBinning:
         return 0 if self.pair_ids is None else 1
 
     def release(self) -> None:
-        """Free the pair texture (the scratch buffers belong to the owner)."""
+        """Free the pair texture and the host's copy of it (the scratch buffers belong to the owner)."""
         if self.pair_ids is not None:
             self.pair_ids.release()
             self.pair_ids = None
+        self._host_ids = None
 
 
 __all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "WALK_ITERATIONS", "nearest_texture", "unpack_spans"]
