@@ -341,13 +341,14 @@ def test_host_bin_tiles_clips_to_the_grid_and_checks_room():
     rects = np.array([rect(0, 0, 2, 2), rect(2, 1, 9, 7),  # the second reaches past 4 x 3 tiles
                       rect(1, 1, 4, 3, (0x21 | 0x31 << 8, 0))], dtype=np.uint32)  # spans 1..2, 1..3
     order = np.array([2, 0, 1], dtype=np.uint32)
-    ids = np.full(16, 99, dtype=np.uint32)
-    ends, pairs = host_bin.bin_tiles(order, rects, 4, 3, ids)
     # rect 2's spans: tile x 2 of row 1, x 2 and 3 of row 2; rect 1 clipped to x 2..3, rows 1..2
     lists = {0: [0], 1: [0], 4: [0], 5: [0], 6: [2, 1], 7: [1], 10: [2, 1], 11: [2, 1]}
     want = [g for t in range(12) for g in lists.get(t, [])]
-    assert pairs == len(want) and list(ids[:pairs]) == want and (ids[pairs:] == 99).all()
-    assert list(ends) == list(np.cumsum([len(lists.get(t, [])) for t in range(12)]))
+    for parts in (1, 2, 3, 5):  # runs binned by threads at once: the same lists
+        ids = np.full(16, 99, dtype=np.uint32)
+        ends, pairs = host_bin.bin_tiles(order, rects, 4, 3, ids, parts=parts)
+        assert pairs == len(want) and list(ids[:pairs]) == want and (ids[pairs:] == 99).all()
+        assert list(ends) == list(np.cumsum([len(lists.get(t, [])) for t in range(12)]))
     short = np.full(pairs - 1, 99, dtype=np.uint32)
     with pytest.raises(ValueError, match="do not fit"):
         host_bin.bin_tiles(order, rects, 4, 3, short)
