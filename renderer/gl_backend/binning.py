@@ -171,6 +171,7 @@ class TileBinning:
             method = ("host" if host_bin.available() else "chunks") if is_software(ctx) else "parallel"
         self.method = method
         self._host_ids = None  # "host": the pair ids as written to pair_ids (its texels)
+        self._host_rects = None  # "host": the rects read back [>= n, 4] uint32
         self._host_order = None  # (sorted indices [n_vis..n] uint32, n): the cpu sort's result
         self.scratch = scratch
         self.sort_mode = ("cpu" if is_software(ctx) else "gpu") if sort == "auto" else sort
@@ -327,7 +328,11 @@ class TileBinning:
             n = int(ids.max()) + 1
         else:
             ids, n = order[0][:n_vis], order[1]
-        r = np.frombuffer(rects.read(16 * n), dtype=np.uint32).reshape(n, 4)
+        # (into an array kept between frames: a new one each frame costs its page faults)
+        if self._host_rects is None or len(self._host_rects) < n:
+            self._host_rects = np.empty((max(n, 1024), 4), dtype=np.uint32)
+        r = self._host_rects[:n]
+        rects.read_into(r, size=16 * n)
         tex = self.pair_texture(expect_pairs)
         size = tex.width * tex.height
         if self._host_ids is None or len(self._host_ids) != size:
@@ -486,7 +491,7 @@ class TileBinning:
         if self.pair_ids is not None:
             self.pair_ids.release()
             self.pair_ids = None
-        self._host_ids = None
+        self._host_ids = self._host_rects = None
 
 
 __all__ = ["TileBinning", "Bins", "PAIR_TEX_W", "WALK_ITERATIONS", "nearest_texture", "unpack_spans"]
