@@ -3,18 +3,15 @@
 // One work group per BLEND_TILE x BLEND_TILE_H tile; each invocation shades PPT consecutive pixels
 // of one column.
 // Tuned for llvmpipe (gaussians.py picks gs_blend_hw.comp on GPUs), where a work group runs as
-// 8-wide SIMD vectors and a texelFetch is a gather per lane: the pairs are walked in batches of
-// BATCH (= the subgroup size), each lane fetching one pair's record into its subgroup's slice of
-// shared memory, which every lane then reads pair after pair (one gather serves BATCH pairs). On
-// llvmpipe a shared-memory vec4 read costs one lane loop for four floats (inside any loop: Mesa 22's
-// scalar read-and-broadcast applies outside control flow only; measured ~14 ns of a thread per
-// read against ~1 ns outside, and the reads about half of a staged pair's fixed cost, hence PPT
-// 16: a pair's reads serve 16 rows); readInvocationARB took one such loop per float (the whole
-// blend ~15% slower with broadcasts).
-// The batch loop's condition is subgroup-uniform (anyInvocationARB) so every lane stays active
-// to stage its pair. With LOCKSTEP (a subgroup runs as one SIMD vector: llvmpipe) a subgroup's
-// own stores are visible to its loads without a barrier; otherwise the work group must be one
-// subgroup and barrier() orders the staging. Per pixel: alpha from a log2-scaled quadratic
+// 8-wide SIMD vectors: the pairs are walked in batches of BATCH (the subgroup size), unrolled, and
+// every lane loads each pair's id and record itself (load_pair: image loads at the same texel in
+// every lane). A pair's loads serve PPT rows (PPT 16: 16 rows a pair). Before, each lane fetched
+// one pair's record into shared memory and every lane read the batch from there; on llvmpipe a
+// shared-memory vec4 read is a loop over the lanes inside any loop (Mesa 22's scalar read-and-
+// broadcast applies outside control flow only: ~14 ns of a thread a read), and the direct loads
+// took 0.93x to 0.98x the blend time at 10k to 300k Gaussians (bench scene, 8 x 16 px tiles, same
+// image); readInvocationARB was a lane loop per float. The batch loop's condition is
+// subgroup-uniform (anyInvocationARB). Per pixel: alpha from a log2-scaled quadratic
 // (coefficients prepared per lane and pair; exp2 at one row, ratios between rows, see pair_setup)
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
 // pixel keeps -T, so no separate `done` flags.
@@ -32,9 +29,10 @@
 //   (65535 - GRAB_BUDGET - 1) * BATCH). A tile that ran into the limit (pairs left and a pixel
 //   still open) is counted in counters[6]: the host raises.
 // Defines: BLEND_TILE (16 or 8 px), BLEND_TILE_H (the tile height, 8 or 16 px; default BLEND_TILE),
-//   PPT (pixels per invocation: 8 or 16 take the staged-terms path; divides BLEND_TILE_H), STEP =
-//   BLEND_TILE_H / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
-//   colour-mapped, 2 alpha), LOCKSTEP (optional, see above), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
+//   PPT (pixels per invocation: 8 or 16 take the row-ratio path, FAST_ROWS; divides BLEND_TILE_H),
+//   STEP = BLEND_TILE_H / PPT, BATCH (the subgroup size, 8 on AVX2 llvmpipe), MODE (0 rgb, 1 depth
+//   colour-mapped, 2 alpha), LOCKSTEP (optional: a subgroup runs as one SIMD vector, llvmpipe; see
+//   DYNAMIC_TILES), OUT_BUFFERS (pixel_out.glsl), NO_DEPTH
 //   (modes 0 and 2: no depth accumulated or stored, for callers that only show colour),
 //   IMAGE_INPUTS (optional, see the bindings), COUNT_BLENDS (optional: count the pixel blends into
 //   counters[1]; three vector ops a pixel row, the blend took 0.922x the time without them),
@@ -44,8 +42,6 @@
 //   ALPHA_THRESHOLD 1/255, TRANSMITTANCE_THRESHOLD 1e-4); twin: renderer/torch_backend/rasterize.py.
 //   Colour map: colormap.glsl (twin renderer/colormap.py).
 #if BATCH > 1
-#extension GL_ARB_gpu_shader_int64 : require
-#extension GL_ARB_shader_ballot : require
 #extension GL_ARB_shader_group_vote : require
 #endif
 #include "gs_common.glsl"
@@ -86,19 +82,6 @@ const float MAX_ALPHA = 0.99;
 const float ALPHA_MIN = 1.0 / 255.0;
 const float T_MIN = 1e-4;
 const float DEPTH_EPS = 1e-6;   // alpha below which a pixel has no depth (torch twin: DEPTH_EPS)
-
-#if BATCH > 1
-// Staged pairs, one slice per subgroup: with PPT 8 the per-column terms of stage_pair, else the
-// records (mean2d, q.xy), (q.z, log2 opacity, depth, RGB9E5 colour bits): two vec4 reads per pair
-// (a third, for the colour as floats, took 9% of the blend).
-const uint SUBGROUPS = uint(BLEND_TILE * STEP + BATCH - 1) / uint(BATCH);
-shared vec4 s_r0[SUBGROUPS * BATCH], s_r1[SUBGROUPS * BATCH];
-#ifdef LOCKSTEP
-#define SYNC()
-#else
-#define SYNC() barrier()
-#endif
-#endif
 
 #ifdef DYNAMIC_TILES
 #if defined(LOCKSTEP) && BLEND_TILE * STEP > BATCH
@@ -160,10 +143,9 @@ float exp2_cubic(float x) {
 #endif
 
 #ifdef FAST_ROWS
-// Per pair, the lane that stages it turns the record into terms for the tile's columns (one
-// vector op for BATCH pairs instead of one per pair in every lane: the blend took 0.96x to 0.97x
-// as long): with the column x = 0..BLEND_TILE-1 of this row of lanes (origin (x0, fy): the pixel
-// centre of its column 0 and first row), m = mean.x - x0 (dx = m - x) and d = mean.y - fy - 3
+// Per pair, its record becomes terms for the tile's columns (pair_terms): with the column
+// x = 0..BLEND_TILE-1 of this lane (origin (x0, fy): the pixel centre of its tile's column 0 and
+// of this lane's first row), m = mean.x - x0 (dx = m - x) and d = mean.y - fy - 3
 // (dy at row 3), alpha at row 3 of column x is 2^p(x) with p(x) = V0 + x (V1 + a x), V0 = lo +
 // m (a m + b d) + c d^2, V1 = -(2 a m + b d). exp2 at row 3 only (an exp2 per row took 10% more of
 // the blend): a row up multiplies alpha by 2^(p(dy+1) - p(dy)) = 2^(b dx + c (2 dy + 1)), at row 3
@@ -173,16 +155,14 @@ float exp2_cubic(float x) {
 // most four away), so 2^p there does not underflow; elsewhere row 3 may be flushed to 0 (p < -126)
 // and the factor up is clamped (the one down with it), so nothing reaches 1/255 that should not.
 // PPT 8: s0 = (V0, V1, a, W0), s1 = (b, g, depth, colour bits); PPT 16: the inputs of these terms
-// (pair_setup16 below). `past` (beyond the tile's list): lo = -1e30, which blends nothing. Lanes
-// sharing staged pairs share x0 and fy: a subgroup lies in one row of lanes (local_size_x =
-// BLEND_TILE, a multiple of BATCH, or one subgroup per group).
+// (pair_setup16 below). `past` (beyond the tile's list): lo = -1e30, which blends nothing.
 
 // Row terms (V0, V1, W0) of an 8-row block whose row 3 is d below the mean (d = mean.y - row 3).
 vec3 row_terms(float lo, float m, float d, float a, float b, float c) {
     return vec3(lo + m * (a * m + b * d) + c * d * d, -(2.0 * a * m + b * d), b * m + c * (2.0 * d + 1.0));
 }
 
-void stage_pair(vec4 r0, vec4 r1, bool past, float x0, float fy, out vec4 s0, out vec4 s1) {
+void pair_terms(vec4 r0, vec4 r1, bool past, float x0, float fy, out vec4 s0, out vec4 s1) {
     float m = r0.x - x0;
     float a = r0.z, b = r0.w, c = r1.x;
 #if PPT == 8
@@ -208,8 +188,8 @@ void pair_setup(vec4 s0, vec4 s1, float x, out float e3, out float up, out float
 
 #if PPT == 16
 // PPT 16: rows 0 to 7 and 8 to 15 as two blocks anchored at rows 3 and 11 (fy and fy + 8: the
-// first pixel rows of the 8 x 8 tiles they would be), both from one staged pair: its two shared
-// reads are the costly part on llvmpipe, so a pair serves 16 rows for them.
+// first pixel rows of the 8 x 8 tiles they would be), both from one pair's loads: on llvmpipe
+// those are the costly part, so a pair serves 16 rows for them.
 void block_setup(vec4 s0, vec4 s1, float x, float fy, out float e3, out float up) {
     vec3 t = row_terms(s1.y, s0.x, s0.y - fy - 3.0, s0.z, s0.w, s1.x);
     float p = t.x + x * (t.y + s0.z * x);
@@ -250,11 +230,11 @@ void rows_down(const int o, float e3, float up, float g, vec4 col) {
 }
 #endif
 
-// Blend one Gaussian (its record r0, r1) into this invocation's PPT pixels; x0, x: as stage_pair.
+// Blend one Gaussian (its record r0, r1) into this invocation's PPT pixels; x0, x: as pair_terms.
 void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
 #if PPT == 8
     vec4 s0, s1;
-    stage_pair(r0, r1, false, x0, fy, s0, s1);
+    pair_terms(r0, r1, false, x0, fy, s0, s1);
     float e3, up, g;
     vec4 col;
     pair_setup(s0, s1, x, e3, up, g, col);
@@ -262,7 +242,7 @@ void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
     rows_down(0, e3, up, g, col);
 #elif PPT == 16
     vec4 s0, s1;
-    stage_pair(r0, r1, false, x0, fy, s0, s1);
+    pair_terms(r0, r1, false, x0, fy, s0, s1);
     float e3, up, e11, up11, g;
     vec4 col;
     pair_setup16(s0, s1, x, fy, e3, up, e11, up11, g, col);
@@ -299,22 +279,35 @@ void blend_one(vec4 r0, vec4 r1, float x0, float x, float fx, float fy) {
 #endif
 #endif
 
+// Pair p's record, loaded by every lane (p at or past end: the tile's last pair, or pair 0 for
+// an empty tile, which the caller marks past: it blends nothing).
+void load_pair(uint p, uint end, out vec4 r0, out vec4 r1) {
+    ivec2 pc = pair_coord(FETCH(pair_ids, pair_coord(min(p, max(end, 1u) - 1u))).r);
+    r0 = FETCH(rec0, pc);
+    r1 = uintBitsToFloat(FETCH(rec1, pc));   // (q.z, log2 o, depth, colour bits)
+}
+
+#ifdef FAST_ROWS
+// Terms of pair base + j of the batch (pair_terms); uses blend_tile's locals.
+#define TERMS(j) vec4 s0, s1; { uint p = base + uint(j); vec4 r0, r1; load_pair(p, end, r0, r1); \
+                                pair_terms(r0, r1, p >= end, x0, fy, s0, s1); }
+#endif
 #if BATCH > 1 && PPT == 8
-// A staged batch in three phases: every pair's setup, then rows 3 to 0 of each pair in order,
+// A batch in three phases: every pair's setup, then rows 3 to 0 of each pair in order,
 // then rows 4 to 7 (same arithmetic as blend_one, so the same image). Half the pixels' state (T,
 // C, D of four rows) stays in registers through a phase; pair after pair over all eight rows
 // kept it in memory: the blend took 0.95x to 0.96x as long (100k, 300k Gaussians; 0.97x at 10k).
 float b_e3[BATCH], b_up[BATCH], b_g[BATCH];
 vec4 b_col[BATCH];
-#define SETUP(j) pair_setup(s_r0[slice + j], s_r1[slice + j], x, b_e3[j], b_up[j], b_g[j], b_col[j]);
+#define SETUP(j) { TERMS(j) pair_setup(s0, s1, x, b_e3[j], b_up[j], b_g[j], b_col[j]); }
 #define UP(j) rows_up(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
 #define DOWN(j) rows_down(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
 #elif BATCH > 1 && PPT == 16
 // The same with rows 8 to 15 as two more phases.
 float b_e3[BATCH], b_up[BATCH], b_e11[BATCH], b_up11[BATCH], b_g[BATCH];
 vec4 b_col[BATCH];
-#define SETUP(j) pair_setup16(s_r0[slice + j], s_r1[slice + j], x, fy, b_e3[j], b_up[j], b_e11[j], \
-                              b_up11[j], b_g[j], b_col[j]);
+#define SETUP(j) { TERMS(j) pair_setup16(s0, s1, x, fy, b_e3[j], b_up[j], b_e11[j], b_up11[j], b_g[j], \
+                                         b_col[j]); }
 #define UP(j) rows_up(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
 #define DOWN(j) rows_down(0, b_e3[j], b_up[j], b_g[j], b_col[j]);
 #define UP11(j) rows_up(8, b_e11[j], b_up11[j], b_g[j], b_col[j]);
@@ -331,7 +324,7 @@ uint blend_tile(uvec2 wg) {
     int py0 = int(wg.y * BLEND_TILE_H + gl_LocalInvocationID.y * PPT);
 
     for (int k = 0; k < PPT; ++k) {
-        // Pixels outside the image start stopped (their lanes still stage records).
+        // Pixels outside the image start stopped.
         bool outside = px >= image_size.x || py0 + k >= image_size.y;
         T[k] = outside ? -1.0 : 1.0; C[k] = vec3(0.0); D[k] = 0.0;
     }
@@ -341,37 +334,13 @@ uint blend_tile(uvec2 wg) {
     bool live = true;
     blended = 0u;
 #if BATCH > 1
-    uint lane = gl_SubGroupInvocationARB;
-#if BLEND_TILE * STEP > BATCH
-    uint slice = gl_LocalInvocationIndex - lane;   // this subgroup's first slot
-#else
-    // One subgroup per work group: constant shared addresses, which llvmpipe reads faster
-    // (measured 13% of the blend).
-    const uint slice = 0u;
-#endif
     // do-while: llvmpipe runs a loop body once more, masked, when its condition fails at the top
     // (0.84x the blend at 10k Gaussians, 0.97x at 100k); an empty tile runs it once with every
     // pair past its end (which blends nothing).
     uint base = start, iters = 0u;
     do {
         ++iters;
-        uint p = base + lane;
-        ivec2 pc = pair_coord(FETCH(pair_ids, pair_coord(min(p, max(end, 1u) - 1u))).r);
-        vec4 r0 = FETCH(rec0, pc);
-        vec4 r1 = uintBitsToFloat(FETCH(rec1, pc));   // (q.z, log2 o, depth, colour bits)
-#ifdef FAST_ROWS
-        vec4 s0, s1;
-        stage_pair(r0, r1, p >= end, x0, fy, s0, s1);
-        s_r0[slice + lane] = s0;
-        s_r1[slice + lane] = s1;
-#else
-        s_r0[slice + lane] = r0;
-        // Past the tile's end: a log2(opacity) that fails every test.
-        s_r1[slice + lane] = vec4(r1.x, p < end ? r1.y : -1e30, r1.zw);
-#endif
-        SYNC();
-        // Unrolled by hand (EACH(M): M(j) for every pair j of the batch): one vector load per
-        // record and pair, no loop bookkeeping.
+        // Unrolled by hand (EACH(M): M(j) for every pair j of the batch): no loop bookkeeping.
 #ifdef FAST_ROWS
         EACH(SETUP)
         EACH(UP)
@@ -381,10 +350,11 @@ uint blend_tile(uvec2 wg) {
         EACH(DOWN11)
 #endif
 #else
-#define PAIR(j) blend_one(s_r0[slice + j], s_r1[slice + j], x0, x, fx, fy);
+        // Past the tile's end: a log2(opacity) that fails every test.
+#define PAIR(j) { uint p = base + uint(j); vec4 r0, r1; load_pair(p, end, r0, r1); \
+                  blend_one(r0, vec4(r1.x, p < end ? r1.y : -1e30, r1.zw), x0, x, fx, fy); }
         EACH(PAIR)
 #endif
-        SYNC();
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
         base += uint(BATCH);
@@ -392,10 +362,11 @@ uint blend_tile(uvec2 wg) {
     // Left the loop with pairs to go and a pixel open: only llvmpipe's loop limit does that.
     if (base < end && anyInvocationARB(live) && gl_LocalInvocationIndex == 0u) atomicAdd(counters[6], 1u);
 #else
-    // No subgroups (BATCH 1): every lane fetches the same pair's record.
+    // No subgroups (BATCH 1): a pair at a time.
     for (uint p = start; p < end && live; ++p) {
-        ivec2 pc = pair_coord(FETCH(pair_ids, pair_coord(p)).r);
-        blend_one(FETCH(rec0, pc), uintBitsToFloat(FETCH(rec1, pc)), x0, x, fx, fy);
+        vec4 r0, r1;
+        load_pair(p, end, r0, r1);
+        blend_one(r0, r1, x0, x, fx, fy);
         live = false;
         for (int k = 0; k < PPT; ++k) live = live || T[k] > 0.0;
     }

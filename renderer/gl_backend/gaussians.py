@@ -4,12 +4,13 @@ Stages (shaders/ in brackets):
     project  [gs_project.comp]  one invocation per Gaussian: EWA projection, culling, radius, tile
                                 rectangle, SH colour, sort key (view z bits; culled -> 0xFFFFFFFF)
     sort     [radix.comp, scan.comp]  stable radix sort of (key, index), or numpy on the CPU
-    bin      [bin.comp or, on GPUs, bin_par.comp; scan.comp]  depth-sorted Gaussians bucketed
-                                stably into tiles (binning.py); each pair's
-                                Gaussian id goes into an R32UI texture (records: RGBA32F textures)
-    blend    [gs_blend.comp on CPU rasterizers: each SIMD lane stages one pair's record in shared
-              memory for its subgroup; gs_blend_hw.comp on GPUs: a pixel per invocation, shared-
-              memory batches]
+    bin      [host_bin.py on CPU rasterizers (bin.comp without numba), bin_par.comp on GPUs;
+              scan.comp]        depth-sorted Gaussians bucketed stably into tiles (binning.py);
+                                each pair's Gaussian id goes into an R32UI texture (records:
+                                RGBA32F textures)
+    blend    [gs_blend.comp on CPU rasterizers: batches of 8 pairs, every SIMD lane loading each
+              pair's record, 16 rows a lane; gs_blend_hw.comp on GPUs: a pixel per invocation,
+              shared-memory batches]
                                 one work group per tile, front to back, into an RGBA32F image
     readback                    (render only) the image and depth to torch tensors
 
@@ -57,13 +58,15 @@ MODES = {"rgb": 0, "depth": 1, "alpha": 2}
 # Blend (and bin) tile shapes, (width, height) in px: 8 x 16 only for the software blend.
 TILE_SHAPES = ((8, 8), (16, 16), (8, 16))
 # CPU rasterizers: 8 x 16 px tiles, each SIMD lane shading 16 rows of one column (gs_blend.comp PPT
-# 16). On llvmpipe a shared-memory read inside a loop is a loop over the lanes, and the two reads of
-# each staged pair were about half of its fixed cost; 16 rows a pair halve them per pixel. The
+# 16): a pair's loads, the costly part of its fixed cost on llvmpipe, serve 16 rows. The
 # tiles have 0.63x the pairs of 8 px tiles (bench scene), so the binning has less to do, for more
 # pixel tests in the blend. Bench scene at 800x800, one process, alternating frames, the same
 # image bit for bit: the stages took 0.92x to 0.94x the time of 8 px tiles at 100k Gaussians
 # (bin 0.67x, blend 1.02x) and 0.83x at 300k (bin 0.60x, blend 0.95x). 16 px tiles with 16 rows a
-# lane bin cheaper still but blend 1.27x (100k): more pixels tested per pair.
+# lane bin cheaper still but blend 1.27x (100k): more pixels tested per pair. Measured again after
+# the blend's loads changed (each lane loading every pair's record rather than staging it through
+# shared memory): 8 px tiles took 1.12x the frame time at 100k and 1.08x at 300k, 16 px tiles with
+# 16 rows a lane 1.31x and 1.14x.
 SOFTWARE_TILE = (8, 16)
 
 
@@ -240,8 +243,8 @@ class GaussianPipeline:
         self.count_blends = count_blends
         self.software = is_software(ctx)
         # Per platform (measured, see renderer/bench.py notes): CPU rasterizers blend with
-        # gs_blend.comp (8-wide SIMD lanes, per-subgroup staging, PPT pixels per invocation) and bin
-        # by serial chunk walks; GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
+        # gs_blend.comp (8-wide SIMD lanes, batches of pairs, PPT pixels per invocation) and bin
+        # on the host (host_bin.py); GPUs blend with gs_blend_hw.comp (a pixel per invocation, shared-
         # memory batches) and bin in parallel (bin_par.comp). gs_blend_hw.comp takes square tiles only,
         # so auto gives a GPU asked for 8 x 16 px tiles the software blend.
         self.blend = blend
@@ -249,10 +252,12 @@ class GaussianPipeline:
             self.blend = "software" if self.software or tw != th else "hardware"
         if self.blend == "hardware" and tw != th:
             raise ValueError("the hardware blend (gs_blend_hw.comp) takes square tiles only")
-        # Software blend: pairs per staged batch (gs_blend.comp, the subgroup size); 1 = unbatched.
+        # Software blend: pairs per batch (gs_blend.comp BATCH, unrolled; the subgroup size, whose
+        # vote ends the batch loop); 1 = unbatched. On llvmpipe 8 (AVX2): batches of 4 took 1.17x
+        # the blend time, of 16 1.17x and 1.22x (100k, 300k Gaussians).
         self.batch = subgroup_size(ctx) if subgroup_size(ctx) in (4, 8, 16) else 1
-        # gs_blend.comp stages records in shared memory per subgroup: llvmpipe runs a subgroup as one
-        # SIMD vector, so no barrier is needed there (barrier() measured 13% of that blend).
+        # llvmpipe runs a subgroup as one SIMD vector: dynamic tiles need no barrier there
+        # (group_tile.glsl LOCKSTEP).
         self.lockstep = "llvmpipe" in str(ctx.info.get("GL_RENDERER", "")).lower()
         # The software blend writes storage buffers rather than images on CPU rasterizers (cheaper
         # stores there; gs_blend.comp OUT_BUFFERS); draw() then copies them into its textures.
@@ -274,7 +279,7 @@ class GaussianPipeline:
         self.spatial_order = True
         group = tw * (th // pixels_per_thread)  # invocations per work group
         if not self.lockstep and self.batch > 1 and group > self.batch:
-            self.batch = 1  # barriers need the work group to be one subgroup (uniform loop exit)
+            self.batch = 1  # several subgroups a work group (GPUs): the unbatched loop their tests ran
         self.scene: _SceneBuffers | None = None
         self.scratch = Scratch(ctx)
         # Depth sort, tile binning and the pair-id texture, shared with the convex pipeline.
