@@ -22,6 +22,7 @@ is False and TileBinning bins on the GL side.
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -34,6 +35,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; this guards bro
 FULL_SPANS = 0xFFFFFFFF  # gs_common.glsl FULL_SPANS: every row spans the whole rectangle
 PARTS = max(1, min(4, os.cpu_count() or 1))  # runs binned at once (threads)
 _pool: ThreadPoolExecutor | None = None  # PARTS - 1 workers, made on first use
+_pool_lock = threading.Lock()
 
 
 def available() -> bool:
@@ -130,7 +132,9 @@ def _each_run(fn, runs: list) -> None:
     """fn(*args) for every args in runs, the first on this thread and the others on the pool."""
     global _pool
     if len(runs) > 1 and _pool is None:
-        _pool = ThreadPoolExecutor(PARTS - 1, thread_name_prefix="radview-bin")
+        with _pool_lock:  # (renderers in two threads: one pool)
+            if _pool is None:
+                _pool = ThreadPoolExecutor(PARTS - 1, thread_name_prefix="radview-bin")
     futures = [_pool.submit(fn, *args) for args in runs[1:]]
     fn(*runs[0])
     for f in futures:
