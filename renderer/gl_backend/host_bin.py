@@ -152,10 +152,15 @@ def bin_tiles(order: np.ndarray, rects: np.ndarray, tiles_x: int, tiles_y: int,
     ValueError, writing nothing, if ids is too short.
     """
     m = len(order)
+    parts = max(1, min(PARTS if parts is None else parts, m))
     srects = np.empty((m, 4), np.uint32)
     cum = np.empty(m, np.int64)
-    _gather(order, rects, tiles_x, tiles_y, srects, cum)
-    parts = max(1, min(PARTS if parts is None else parts, m))
+    # Gathered in runs of equal primitives (about equal work here), each run's sums then offset.
+    cuts = [m * k // parts for k in range(parts + 1)]
+    _each_run(_gather, [(order[a:b], rects, tiles_x, tiles_y, srects[a:b], cum[a:b])
+                        for a, b in zip(cuts[:-1], cuts[1:], strict=True)])
+    for a, b in zip(cuts[1:-1], cuts[2:], strict=True):
+        cum[a:b] += cum[a - 1]
     # Runs of about equal tiles (depth-sorted: the near primitives cover more).
     cuts = [0, *(int(np.searchsorted(cum, cum[-1] * k // parts)) for k in range(1, parts)), m]
     spans = list(zip(cuts[:-1], cuts[1:], strict=True))
