@@ -9,8 +9,8 @@
 // one pair's record into shared memory and every lane read the batch from there; on llvmpipe a
 // shared-memory vec4 read is a loop over the lanes inside any loop (Mesa 22's scalar read-and-
 // broadcast applies outside control flow only: ~14 ns of a thread a read), and the direct loads
-// took 0.93x to 0.98x the blend time at 10k to 300k Gaussians (bench scene, 8 x 16 px tiles, same
-// image); readInvocationARB was a lane loop per float. The batch loop's condition is
+// took 0.92x to 0.98x the blend time (bench scene at 10k to 300k Gaussians, biker.spz,
+// guitar.compressed.ply; 8 x 16 px tiles, same image); readInvocationARB was a lane loop per float. The batch loop's condition is
 // subgroup-uniform (anyInvocationARB). Per pixel: alpha from a log2-scaled quadratic
 // (coefficients prepared per lane and pair; exp2 at one row, ratios between rows, see pair_setup)
 // and a branch-free update (llvmpipe runs both sides of an `if` under a lane mask): a finished
