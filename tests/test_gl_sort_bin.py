@@ -355,6 +355,16 @@ def test_host_bin_tiles_clips_to_the_grid_and_checks_room():
     assert (short == 99).all()
 
 
+def test_host_bin_compiles_where_no_cache_can_be_written():
+    """numba's on-disk cache needs a writable place (refused here: a function without a source
+    file); the loops then compile in each process rather than failing the import."""
+    if not host_bin.available():
+        pytest.skip("host binning needs numba")
+    scope: dict = {}
+    exec("def add(a, b):\n    return a + b\n", scope)
+    assert host_bin._jit(scope["add"])(2, 3) == 5
+
+
 def test_auto_bins_on_the_host_where_numba_is(gl_ctx, monkeypatch):
     """CPU rasterizers bin on the host, or walk chunks without numba; asking for the host binning
     without numba is an error. A host count other than the projection's raises, as do more pairs

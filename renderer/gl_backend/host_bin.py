@@ -44,7 +44,13 @@ def available() -> bool:
 
 
 def _jit(fn):
-    return numba.njit(cache=True, nogil=True, boundscheck=False)(fn) if numba is not None else fn
+    """numba.njit, cached on disk where numba finds a writable place (else compiled per process)."""
+    if numba is None:
+        return fn
+    try:
+        return numba.njit(cache=True, nogil=True, boundscheck=False)(fn)
+    except RuntimeError:  # "cannot cache ... no locator available": a read-only install and home
+        return numba.njit(nogil=True, boundscheck=False)(fn)
 
 
 @_jit
