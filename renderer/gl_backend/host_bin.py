@@ -169,15 +169,15 @@ def bin_tiles(order: np.ndarray, rects: np.ndarray, tiles_x: int, tiles_y: int,
         cum[a:b] += cum[a - 1]
     # Runs of about equal tiles (depth-sorted: the near primitives cover more).
     cuts = [0, *(int(np.searchsorted(cum, cum[-1] * k // parts)) for k in range(1, parts)), m]
-    spans = list(zip(cuts[:-1], cuts[1:], strict=True))
+    runs = list(zip(cuts[:-1], cuts[1:], strict=True))
     diff = np.zeros((parts, tiles_y * (tiles_x + 1)), np.int32)
-    _each_run(_count, [(srects[a:b], tiles_x, tiles_y, diff[p]) for p, (a, b) in enumerate(spans)])
+    _each_run(_count, [(srects[a:b], tiles_x, tiles_y, diff[p]) for p, (a, b) in enumerate(runs)])
     cursor = np.empty((parts, tiles_y * tiles_x), np.int32)
     pairs = int(_starts(diff, tiles_x, tiles_y, cursor))
     if pairs > len(ids):
         raise ValueError(f"{pairs} pairs do not fit {len(ids)} ids")
     _each_run(_scatter, [(order[a:b], srects[a:b], tiles_x, tiles_y, cursor[p], ids)
-                         for p, (a, b) in enumerate(spans)])
+                         for p, (a, b) in enumerate(runs)])
     return cursor[-1], pairs
 
 
